@@ -1,0 +1,410 @@
+"""The voxel grid: one object that owns the mask, affine, shape and the in-mask index.
+
+Inside nimare_dask every map is a 1-D array over the in-mask voxels of a :class:`Grid`
+(dimension ``voxel``), in C order of the 3-D mask array, which is the order nilearn's
+``NiftiMasker`` uses. NIfTI images appear only at the edges (:meth:`Grid.to_image`,
+:meth:`Grid.to_map`).
+
+Coordinate conventions follow NiMARE 0.22.1: millimetre coordinates are projected with the
+inverse affine and rounded with :func:`numpy.round` (round half to even), and Talairach
+coordinates are converted with Lancaster's ``icbm_other`` transform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+__all__ = [
+    "Grid",
+    "get_grid",
+    "load_template",
+    "mni2tal",
+    "tal2mni",
+    "normalize_space",
+]
+
+#: Lancaster et al. (2007) icbm_other: MNI (non-SPM/FSL templates) -> Talairach.
+_ICBM_OTHER = np.array(
+    [
+        [0.9357, 0.0029, -0.0072, -1.0423],
+        [-0.0065, 0.9396, -0.0726, -1.3940],
+        [0.0103, 0.0752, 0.8967, 3.6475],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+
+_TEMPLATES = {
+    "mni152_2mm": (
+        "tpl-MNI152NLin6Asym_res-02_desc-brain_mask.nii.gz",
+        "tpl-MNI152NLin6Asym_res-02_T1w.nii.gz",
+    ),
+    "mni152_1mm": ("tpl-MNI152NLin6Asym_res-01_desc-brain_mask.nii.gz", None),
+}
+
+#: Spellings of coordinate spaces accepted in input files, mapped to a canonical name.
+_SPACE_ALIASES = {
+    "mni": "MNI",
+    "mni152": "MNI",
+    "mni152_2mm": "MNI",
+    "mni152_1mm": "MNI",
+    "ale_2mm": "MNI",
+    "icbm": "MNI",
+    "tal": "TAL",
+    "talairach": "TAL",
+}
+
+
+def normalize_space(label: object) -> str:
+    """Return the canonical space name (``"MNI"``, ``"TAL"`` or ``"UNKNOWN"``) of a label.
+
+    Parameters
+    ----------
+    label : object
+        A space label as found in input files (``"MNI"``, ``"Talairach"``, ``"TAL"``,
+        ``None``, ...). Matching is case-insensitive.
+
+    Returns
+    -------
+    str
+        ``"MNI"``, ``"TAL"`` or ``"UNKNOWN"``.
+    """
+    if label is None or (isinstance(label, float) and np.isnan(label)):
+        return "UNKNOWN"
+    return _SPACE_ALIASES.get(str(label).strip().lower(), "UNKNOWN")
+
+
+def _as_rows(coords: np.ndarray) -> np.ndarray:
+    coords = np.asarray(coords, dtype=float)
+    if coords.ndim == 1 and coords.size == 3:
+        return coords[None, :]
+    if coords.ndim != 2 or coords.shape[1] != 3:
+        raise ValueError(f"coordinates must be an (N, 3) array, got shape {coords.shape}")
+    return coords
+
+
+def _apply(matrix: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    coords = _as_rows(coords)
+    return coords @ matrix[:3, :3].T + matrix[:3, 3]
+
+
+def mni2tal(coords: np.ndarray) -> np.ndarray:
+    """Convert MNI coordinates (mm) to Talairach with Lancaster's icbm_other transform.
+
+    Parameters
+    ----------
+    coords : (N, 3) array_like
+        MNI coordinates, one focus per row.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 3) Talairach coordinates (eager).
+    """
+    return _apply(_ICBM_OTHER, coords)
+
+
+def tal2mni(coords: np.ndarray) -> np.ndarray:
+    """Convert Talairach coordinates (mm) to MNI with the inverse icbm_other transform.
+
+    Parameters
+    ----------
+    coords : (N, 3) array_like
+        Talairach coordinates, one focus per row.
+
+    Returns
+    -------
+    numpy.ndarray
+        (N, 3) MNI coordinates (eager).
+    """
+    return _apply(np.linalg.inv(_ICBM_OTHER), coords)
+
+
+def load_template(name: str = "mni152_2mm", kind: str = "mask") -> nib.Nifti1Image:
+    """Load a template image shipped with the package.
+
+    Parameters
+    ----------
+    name : {"mni152_2mm", "mni152_1mm"}
+        Template name.
+    kind : {"mask", "t1"}
+        The brain mask (boolean) or the T1 image (float32; 2 mm only).
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+    """
+    if name not in _TEMPLATES:
+        raise ValueError(f"unknown template {name!r}; expected one of {sorted(_TEMPLATES)}")
+    mask_file, t1_file = _TEMPLATES[name]
+    fname = mask_file if kind == "mask" else t1_file
+    if fname is None:
+        raise ValueError(f"template {name!r} has no {kind!r} image")
+    path = resources.files("nimare_dask.resources") / "templates" / fname
+    with resources.as_file(path) as p:
+        img = nib.load(str(p))
+        data = np.asarray(img.dataobj)
+    if kind == "mask":
+        return nib.Nifti1Image((data > 0).astype(np.uint8), img.affine)
+    return nib.Nifti1Image(data.astype(np.float32), img.affine)
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """A voxel grid with a brain mask: the single owner of mask, affine and indexing.
+
+    Parameters
+    ----------
+    mask : numpy.ndarray
+        3-D boolean array; True inside the brain.
+    affine : numpy.ndarray
+        4x4 voxel-to-mm affine.
+    name : str, optional
+        A human-readable name (e.g. ``"mni152_2mm"``).
+
+    Notes
+    -----
+    In-mask voxels are numbered in C order of ``mask``. ``flat_lookup`` maps a C-order index
+    over the whole grid to the in-mask index (or -1 outside the mask).
+    """
+
+    mask: np.ndarray
+    affine: np.ndarray
+    name: str = "custom"
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        mask = np.asarray(self.mask).astype(bool)
+        if mask.ndim != 3:
+            raise ValueError(f"mask must be 3-D, got shape {mask.shape}")
+        affine = np.asarray(self.affine, dtype=float)
+        if affine.shape != (4, 4):
+            raise ValueError(f"affine must be 4x4, got {affine.shape}")
+        mask.setflags(write=False)
+        affine.setflags(write=False)
+        object.__setattr__(self, "mask", mask)
+        object.__setattr__(self, "affine", affine)
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_mask(cls, img: nib.Nifti1Image | str | Path, name: str | None = None) -> Grid:
+        """Build a grid from a mask image (any value > 0 is inside)."""
+        if isinstance(img, str | Path):
+            name = name or Path(img).name
+            img = nib.load(str(img))
+        data = np.asarray(img.dataobj)
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
+        return cls(mask=data > 0, affine=img.affine, name=name or "custom")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape of the 3-D grid."""
+        return tuple(int(s) for s in self.mask.shape)
+
+    @property
+    def n_voxels(self) -> int:
+        """Number of in-mask voxels (length of every map)."""
+        return int(self._get("n_voxels", lambda: int(self.mask.sum())))
+
+    @property
+    def zooms(self) -> np.ndarray:
+        """Voxel sizes in mm along each axis."""
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+    @property
+    def voxel_volume(self) -> float:
+        """Volume of one voxel in mm^3."""
+        return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+    @property
+    def flat_lookup(self) -> np.ndarray:
+        """int32 array over the whole grid (C order): in-mask index, or -1 outside."""
+
+        def build() -> np.ndarray:
+            lut = np.full(self.mask.size, -1, dtype=np.int32)
+            lut[np.flatnonzero(self.mask)] = np.arange(self.n_voxels, dtype=np.int32)
+            lut.setflags(write=False)
+            return lut
+
+        return self._get("flat_lookup", build)
+
+    @property
+    def voxel_ijk(self) -> np.ndarray:
+        """(n_voxels, 3) int array: the grid indices of the in-mask voxels."""
+        return self._get("voxel_ijk", lambda: np.argwhere(self.mask).astype(np.int32))
+
+    @property
+    def voxel_xyz(self) -> np.ndarray:
+        """(n_voxels, 3) float array: mm coordinates of the in-mask voxels."""
+        return self.ijk_to_mm(self.voxel_ijk)
+
+    @property
+    def fingerprint(self) -> str:
+        """A short hash of mask and affine: two grids with the same fingerprint are the same."""
+
+        def build() -> str:
+            h = hashlib.sha256()
+            h.update(np.ascontiguousarray(self.mask).tobytes())
+            h.update(np.asarray(self.shape, dtype=np.int64).tobytes())
+            h.update(np.round(self.affine, 6).astype(np.float64).tobytes())
+            return h.hexdigest()[:16]
+
+        return self._get("fingerprint", build)
+
+    def _get(self, key, build):
+        if key not in self._cache:
+            self._cache[key] = build()
+        return self._cache[key]
+
+    # ------------------------------------------------------------------ conversions
+    def mm_to_ijk(self, xyz: np.ndarray) -> np.ndarray:
+        """Project mm coordinates to grid indices (NiMARE's ``mm2vox``, round half to even).
+
+        Non-finite coordinates give the sentinel index ``-2**30`` (outside any grid).
+        """
+        xyz = _as_rows(xyz)
+        inv = np.linalg.inv(self.affine)
+        with np.errstate(invalid="ignore"):
+            ijk = np.round(xyz @ inv[:3, :3].T + inv[:3, 3])
+        bad = ~np.isfinite(ijk)
+        ijk[bad] = -(2**30)
+        return ijk.astype(np.int64)
+
+    def ijk_to_mm(self, ijk: np.ndarray) -> np.ndarray:
+        """Convert grid indices to mm coordinates."""
+        ijk = _as_rows(ijk)
+        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def in_grid(self, ijk: np.ndarray) -> np.ndarray:
+        """Boolean per row: the index lies inside the grid's bounds."""
+        ijk = np.asarray(ijk)
+        return np.all((ijk >= 0) & (ijk < np.asarray(self.shape)), axis=1)
+
+    def ijk_to_voxel(self, ijk: np.ndarray) -> np.ndarray:
+        """In-mask voxel index per row of ``ijk`` (-1 if outside the mask or the grid)."""
+        ijk = np.asarray(ijk, dtype=np.int64)
+        out = np.full(len(ijk), -1, dtype=np.int64)
+        ok = self.in_grid(ijk)
+        if ok.any():
+            flat = np.ravel_multi_index(tuple(ijk[ok].T), self.shape)
+            out[ok] = self.flat_lookup[flat]
+        return out
+
+    def mm_to_voxel(self, xyz: np.ndarray) -> np.ndarray:
+        """In-mask voxel index per mm coordinate (-1 outside mask or grid)."""
+        return self.ijk_to_voxel(self.mm_to_ijk(xyz))
+
+    def in_mask(self, ijk: np.ndarray) -> np.ndarray:
+        """Boolean per row: the index lies inside the grid and the mask."""
+        return self.ijk_to_voxel(ijk) >= 0
+
+    # ------------------------------------------------------------------ images
+    def to_image(self, values: np.ndarray, dtype=np.float32, fill: float = 0) -> nib.Nifti1Image:
+        """Unmask a 1-D map (or (n, n_voxels) maps) into a NIfTI image.
+
+        NaNs are written as they are; use ``fill`` for voxels outside the mask.
+        """
+        values = np.asarray(values)
+        if values.shape[-1] != self.n_voxels:
+            raise ValueError(
+                f"map has {values.shape[-1]} values but the grid has {self.n_voxels} voxels"
+            )
+        if values.ndim == 1:
+            out = np.full(self.shape, fill, dtype=dtype)
+            out[self.mask] = values
+        else:
+            out = np.full((*self.shape, values.shape[0]), fill, dtype=dtype)
+            out[self.mask] = values.T
+        img = nib.Nifti1Image(out, self.affine)
+        img.header.set_xyzt_units("mm")
+        return img
+
+    def to_map(self, img: nib.Nifti1Image | str | Path, interpolation: str = "continuous"):
+        """Mask an image onto this grid (resampling with nilearn if its grid differs).
+
+        Returns
+        -------
+        numpy.ndarray
+            1-D (or (n_volumes, n_voxels) for 4-D images) float array (eager).
+        """
+        if isinstance(img, str | Path):
+            img = nib.load(str(img))
+        if img.shape[:3] != self.shape or not np.allclose(img.affine, self.affine):
+            from nilearn.image import resample_img
+
+            img = resample_img(
+                img,
+                target_affine=self.affine,
+                target_shape=self.shape,
+                interpolation=interpolation,
+                force_resample=True,
+                copy_header=True,
+            )
+        data = np.asarray(img.dataobj)
+        if data.ndim == 4:
+            return data[self.mask].T
+        return data[self.mask]
+
+    def mask_image(self) -> nib.Nifti1Image:
+        """The mask as a uint8 NIfTI image."""
+        return nib.Nifti1Image(self.mask.astype(np.uint8), self.affine)
+
+    def same_as(self, other: Grid) -> bool:
+        """True if both grids have the same mask and affine."""
+        return self.fingerprint == other.fingerprint
+
+    def to_attrs(self) -> dict:
+        """A JSON-able description (name, shape, affine, fingerprint) for store metadata."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "affine": np.asarray(self.affine).tolist(),
+            "n_voxels": self.n_voxels,
+            "fingerprint": self.fingerprint,
+        }
+
+    def __repr__(self) -> str:
+        return f"Grid(name={self.name!r}, shape={self.shape}, n_voxels={self.n_voxels})"
+
+
+@cache
+def _builtin_grid(name: str) -> Grid:
+    return Grid.from_mask(load_template(name, "mask"), name=name)
+
+
+def get_grid(target: str | Grid | nib.Nifti1Image | Path | None = None) -> Grid:
+    """Return a :class:`Grid`: a named template, a mask image or path, or a Grid unchanged.
+
+    Parameters
+    ----------
+    target : str, Grid, Nifti1Image or path, optional
+        ``None``, ``"mni152_2mm"`` or ``"ale_2mm"`` give the shipped 2 mm MNI152 brain mask
+        (228,483 voxels). ``"mni152_1mm"`` gives the 1 mm mask.
+
+    Returns
+    -------
+    Grid
+    """
+    if target is None:
+        return _builtin_grid("mni152_2mm")
+    if isinstance(target, Grid):
+        return target
+    if isinstance(target, str) and target in ("mni152_2mm", "ale_2mm"):
+        return _builtin_grid("mni152_2mm")
+    if isinstance(target, str) and target in _TEMPLATES:
+        return _builtin_grid(target)
+    if isinstance(target, nib.Nifti1Image):
+        return Grid.from_mask(target)
+    if isinstance(target, str | Path) and Path(target).exists():
+        return Grid.from_mask(target)
+    raise ValueError(
+        f"unknown grid {target!r}: give 'mni152_2mm', 'mni152_1mm', a mask image or its path"
+    )
