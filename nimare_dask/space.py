@@ -222,7 +222,13 @@ class Grid:
     @property
     def voxel_volume(self) -> float:
         """Volume of one voxel in mm^3."""
+        if self._is_diagonal():
+            return float(np.prod(np.abs(np.diag(self.affine)[:3])))
         return float(abs(np.linalg.det(self.affine[:3, :3])))
+
+    def _is_diagonal(self) -> bool:
+        a = self.affine[:3, :3]
+        return bool(np.all(a == np.diag(np.diag(a))))
 
     @property
     def flat_lookup(self) -> np.ndarray:

@@ -276,8 +276,18 @@ class StudysetStore:
             kw["path"] = path
         return zarr.open_group(self.location, **kw)
 
-    def dataset(self, group: str, chunks="auto") -> xr.Dataset:
-        """Open a sub-group as a dask-backed :class:`xarray.Dataset` (lazy)."""
+    def dataset(self, group: str, chunks: dict | str | None = None) -> xr.Dataset:
+        """Open a sub-group as a dask-backed :class:`xarray.Dataset` (lazy).
+
+        ``chunks=None`` uses the chunks on disk.
+        """
+        return self._open_dataset(group, {} if chunks is None else chunks)
+
+    def table(self, group: str) -> xr.Dataset:
+        """Read a small sub-group eagerly (numpy-backed, no dask graph)."""
+        return self._open_dataset(group, None).load()
+
+    def _open_dataset(self, group: str, chunks) -> xr.Dataset:
         kw = {"group": group, "zarr_format": 3, "consolidated": False, "chunks": chunks}
         if _is_url(self.location):
             kw["storage_options"] = self.storage_options
@@ -336,7 +346,7 @@ def open_studyset(
         With ``.store`` set to the opened :class:`StudysetStore`.
     """
     store = StudysetStore(path_or_url, storage_options)
-    a = store.dataset("analyses", chunks=None).load()
+    a = store.table("analyses")
     analyses = pd.DataFrame(
         {
             "id": _strs(a["id"].values),
@@ -347,7 +357,7 @@ def open_studyset(
             "sample_size": a["sample_size"].values.astype(float),
         }
     )
-    p = store.dataset("points", chunks=None).load()
+    p = store.table("points")
     ids = analyses["id"].to_numpy()
     points = pd.DataFrame(
         {
@@ -358,19 +368,19 @@ def open_studyset(
             "space": _strs(p["space"].values),
         }
     )
-    m = store.dataset("metadata", chunks=None).load()
+    m = store.table("metadata")
     records = [json.loads(s) for s in _strs(m["json"].values)]
     metadata = pd.DataFrame(records) if records else pd.DataFrame()
     metadata.insert(0, "id", ids)
     tables = {}
     for name, cols in (("images", ["id", "type", "path"]), ("texts", ["id", "type", "text"])):
-        ds = store.dataset(name, chunks=None).load()
+        ds = store.table(name)
         tables[name] = pd.DataFrame({c: _strs(ds[c].values) for c in cols}) if ds.sizes.get(
             "row", 0
         ) else pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     annotations = None
     if store.has("annotations"):
-        ds = store.dataset("annotations", chunks=None)
+        ds = store.table("annotations")
         labels = list(_strs(ds["label_name"].values))
         if ds.attrs.get("layout") == "csr":
             shape = tuple(ds.attrs["shape"])

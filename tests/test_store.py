@@ -1,0 +1,120 @@
+"""The Zarr v3 studyset store: round trips, laziness, fsspec URLs and atomic writes."""
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import xarray as xr
+import zarr
+
+from nimare_dask import Studyset, open_studyset
+from nimare_dask.studyset import StoreError
+from nimare_dask.studyset import store as store_mod
+
+
+def _assert_same(a: Studyset, b: Studyset):
+    assert list(a.ids) == list(b.ids)
+    np.testing.assert_array_equal(a.xyz(), b.xyz())
+    np.testing.assert_array_equal(a.sample_sizes, b.sample_sizes)
+    assert list(a.coordinates["space"]) == list(b.coordinates["space"])
+    assert a.fingerprint == b.fingerprint
+    assert a.labels == b.labels
+
+
+@pytest.mark.parametrize("where", ["local", "memory"])
+def test_round_trip_laird(tmp_path, nimare_resources, where):
+    ss = Studyset(nimare_resources / "neurosynth_laird_studyset.json")
+    loc = str(tmp_path / "laird.zarr") if where == "local" else f"memory://laird-{tmp_path.name}"
+    assert ss.to_zarr(loc) == loc
+    back = open_studyset(loc)
+    _assert_same(ss, back)
+    np.testing.assert_array_equal(
+        back.annotation_matrix.values, ss.annotation_matrix.values
+    )
+    assert back.get_texts("abstract") == ss.get_texts("abstract")
+    assert back.get_metadata(field="journal") == ss.get_metadata(field="journal")
+    assert back.store is not None and "laird" in repr(back.store)
+
+
+def test_sparse_annotations_and_images_round_trip(tmp_path, nimare_test_data):
+    from nimare_dask.studyset import Annotations
+
+    ss = Studyset(nimare_test_data / "neurosynth_dset.json")
+    vals = sp.random(len(ss), 40, density=0.2, format="csr", random_state=1, dtype=np.float32)
+    ss = Studyset.from_tables(
+        **{**ss._tables(), "annotations": Annotations(vals, [f"t{i}" for i in range(40)])},
+        harmonize=False,
+    )
+    ss.to_zarr(tmp_path / "s.zarr")
+    back = open_studyset(tmp_path / "s.zarr")
+    assert back.annotation_matrix.is_sparse
+    np.testing.assert_array_equal(back.annotation_matrix.values.toarray(), vals.toarray())
+    assert back.get_images("z") == ss.get_images("z")
+    _assert_same(ss, back)
+
+
+def test_store_layout_is_zarr_v3_with_format_version(tmp_path, pain_studyset):
+    pain_studyset.to_zarr(tmp_path / "p.zarr")
+    root = json.loads((tmp_path / "p.zarr" / "zarr.json").read_text())
+    assert root["zarr_format"] == 3 and root["node_type"] == "group"
+    info = root["attributes"]["nimare_dask"]
+    assert info["format_version"] == store_mod.FORMAT_VERSION and info["complete"] is True
+    assert info["n_analyses"] == 21 and info["n_foci"] == 267
+    assert info["grid"]["n_voxels"] == 228_483
+    # tables are plain xarray datasets, readable without nimare_dask
+    pts = xr.open_zarr(tmp_path / "p.zarr", group="points", zarr_format=3, consolidated=False)
+    assert pts.sizes["point"] == 267 and pts["voxel"].dtype == np.int32
+
+
+def test_open_is_lazy_for_datasets(tmp_path, pain_studyset):
+    pain_studyset.to_zarr(tmp_path / "p.zarr")
+    ss = open_studyset(tmp_path / "p.zarr")
+    ds = ss.store.dataset("points")
+    import dask.array as da
+
+    assert isinstance(ds["x"].data, da.Array)
+
+
+def test_existing_store_needs_overwrite_and_survives(tmp_path, pain_studyset):
+    loc = tmp_path / "p.zarr"
+    pain_studyset.to_zarr(loc)
+    small = pain_studyset.slice(pain_studyset.ids[:3])
+    with pytest.raises(StoreError, match="overwrite=True"):
+        small.to_zarr(loc)
+    assert len(open_studyset(loc)) == 21
+    small.to_zarr(loc, overwrite=True)
+    assert len(open_studyset(loc)) == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_crash_mid_write_leaves_old_store_intact(tmp_path, pain_studyset, monkeypatch):
+    loc = tmp_path / "p.zarr"
+    pain_studyset.to_zarr(loc)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store_mod, "_write_tables", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        pain_studyset.slice(pain_studyset.ids[:2]).to_zarr(loc, overwrite=True)
+    assert len(open_studyset(loc)) == 21  # the old store is untouched
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp removed
+
+
+def test_incomplete_or_foreign_stores_refuse_to_open(tmp_path, pain_studyset):
+    loc = tmp_path / "p.zarr"
+    pain_studyset.to_zarr(loc)
+    root = zarr.open_group(str(loc), mode="r+", zarr_format=3)
+    info = dict(root.attrs["nimare_dask"])
+    root.attrs["nimare_dask"] = {**info, "complete": False}
+    with pytest.raises(StoreError, match="incomplete"):
+        open_studyset(loc)
+    root.attrs["nimare_dask"] = {**info, "format_version": 99}
+    with pytest.raises(StoreError, match="newer"):
+        open_studyset(loc)
+    zarr.open_group(str(tmp_path / "other.zarr"), mode="w", zarr_format=3)
+    with pytest.raises(StoreError, match="not a nimare_dask"):
+        open_studyset(tmp_path / "other.zarr")
+    with pytest.raises(StoreError, match="no studyset store"):
+        open_studyset(tmp_path / "missing.zarr")
