@@ -1,0 +1,55 @@
+"""Entry point of ``nimare-dask``: argument parsing and one-line error reporting."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+
+from nimare_dask import __version__
+
+#: Subcommand modules; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
+_COMMANDS = ("ingest",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (every subcommand has its own ``--help``)."""
+    parser = argparse.ArgumentParser(
+        prog="nimare-dask",
+        description="Neuroimaging meta-analysis at database scale (Zarr + Dask).",
+    )
+    parser.add_argument("--version", action="version", version=f"nimare_dask {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    import importlib
+
+    for name in _COMMANDS:
+        module = importlib.import_module(f"nimare_dask.cli.{name}")
+        p = module.add_parser(sub)
+        p.add_argument(
+            "--verbose", action="store_true", help="show full tracebacks and debug messages"
+        )
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``nimare-dask``; returns the exit status (0 ok, 2 bad input, 1 failure)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.verbose:
+        return int(args._run(args) or 0)
+    warnings.simplefilter("default")
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"nimare-dask {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nimare-dask {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
