@@ -36,9 +36,7 @@ def bibtex_entries() -> dict[str, str]:
     dict
         ``{citation key: BibTeX entry text}`` (eager, cached).
     """
-    text = (
-        resources.files("nimare_dask.resources").joinpath("references.bib").read_text("utf-8")
-    )
+    text = resources.files("nimare_dask.resources").joinpath("references.bib").read_text("utf-8")
     return _split_entries(text)
 
 

@@ -102,11 +102,11 @@ def nlogp_fdr(nlogp: ArrayLike, method: str = "bh", m: int | None = None) -> np.
     if values.size:
         order = np.argsort(-values, kind="stable")  # ascending p = descending -ln(p)
         ranks = np.arange(1, values.size + 1, dtype=np.float64)
-        # -ln(p * m * c / rank) = -ln(p) - ln(m / rank) - ln(c)
-        log_factor = np.log(m / ranks)
+        # -ln(p * m * c / rank) = -ln(p) + (ln(rank / m) - ln(c))
+        log_fraction = np.log(ranks / m)
         if method == "by":
-            log_factor = log_factor + np.log(np.sum(1.0 / np.arange(1, m + 1)))
-        adjusted = values[order] - log_factor
+            log_fraction = log_fraction - np.log(np.sum(1.0 / np.arange(1, m + 1)))
+        adjusted = values[order] + log_fraction
         # Monotone envelope: q_(i) = min_{j >= i} (...), i.e. the largest -ln over j >= i.
         adjusted = np.maximum.accumulate(adjusted[::-1])[::-1]
         adjusted = np.maximum(adjusted, 0.0)

@@ -1,0 +1,106 @@
+"""Family-wise error correction: Bonferroni (generic) and Monte Carlo (the estimator's null)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nimare_dask.correct.base import Corrector
+from nimare_dask.results import Correction, MetaResult
+from nimare_dask.stats.multiple import nlogp_bonferroni
+
+__all__ = ["FWECorrector"]
+
+_BONFERRONI_TEXT = (
+    "Family-wise error rate correction was performed with the Bonferroni procedure "
+    "\\citep{bonferroni1936teoria,shaffer1995multiple}."
+)
+
+
+class FWECorrector(Corrector):
+    """Family-wise error rate correction of a meta-analysis result.
+
+    Parameters
+    ----------
+    method : {"bonferroni", "montecarlo"}
+        ``"bonferroni"`` works on any result with a ``p`` map. ``"montecarlo"`` uses the
+        estimator's null model (``estimator.correct_fwe_montecarlo``): voxel-level FWE from the
+        maximum statistic and cluster-level FWE from the maximum cluster size and mass.
+    n_iters : int, optional
+        Monte Carlo iterations (default: the estimator's, 5000 for CBMA as in NiMARE).
+    voxel_thresh : float
+        Monte Carlo only: uncorrected cluster-forming p threshold.
+    vfwe_only : bool
+        Monte Carlo only: skip cluster-level inference.
+    random_state : int, optional
+        Monte Carlo only: seed of the iterations.
+    n_cores : int, optional
+        Sizes the local scheduler when no Dask scheduler is configured.
+    **kwargs
+        Forwarded to the estimator's correction method; a keyword it does not accept raises
+        ``TypeError`` at :meth:`transform` (as does any keyword with ``"bonferroni"``).
+
+    Notes
+    -----
+    Corrected maps are named ``<map>_corr-FWE_method-<method>``. Bonferroni corrects every
+    uncorrected ``p``/``p_*`` map and derives ``z`` (two-tailed, signed like the uncorrected
+    z) and ``logp`` maps where the result has them. NaN voxels are not counted as tests.
+    """
+
+    _kind = "fwe"
+    _label = "FWE"
+    _methods = ("bonferroni", "montecarlo")
+    _generic = {"bonferroni": "_bonferroni"}
+    _defaults = {
+        "n_iters": None,
+        "voxel_thresh": 0.001,
+        "vfwe_only": False,
+        "random_state": None,
+        "n_cores": None,
+    }
+
+    def __init__(
+        self,
+        method: str = "bonferroni",
+        n_iters: int | None = None,
+        voxel_thresh: float = 0.001,
+        vfwe_only: bool = False,
+        random_state: int | None = None,
+        n_cores: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if n_iters is not None and (
+            isinstance(n_iters, bool | np.bool_)
+            or not isinstance(n_iters, int | np.integer)
+            or n_iters <= 0
+        ):
+            raise ValueError(f"n_iters must be a positive integer or None, got {n_iters!r}")
+        if not 0 < float(voxel_thresh) < 1:
+            raise ValueError(f"voxel_thresh must be a p-value in (0, 1), got {voxel_thresh!r}")
+        if random_state is not None and (
+            isinstance(random_state, bool) or not isinstance(random_state, int | np.integer)
+        ):
+            raise TypeError(f"random_state must be an int or None, got {type(random_state)}")
+        named = {
+            "n_iters": n_iters,
+            "voxel_thresh": voxel_thresh,
+            "vfwe_only": vfwe_only,
+            "random_state": random_state,
+            "n_cores": n_cores,
+        }
+        super().__init__(method, named, kwargs)
+
+    def _missing_method(self, result: MetaResult) -> Exception:
+        if self.method == "montecarlo":
+            est = type(result.estimator).__name__ if result.estimator is not None else "None"
+            return NotImplementedError(
+                f"FWECorrector(method='montecarlo') needs the estimator's null model, but "
+                f"estimator {est} has no correct_fwe_montecarlo; Monte Carlo FWE correction "
+                "arrives with the Monte Carlo engine"
+            )
+        return super()._missing_method(result)
+
+    def _bonferroni(self, result: MetaResult) -> Correction:
+        maps = self._correct_p_maps(result, nlogp_bonferroni)
+        return Correction(maps=maps, description=_BONFERRONI_TEXT)
