@@ -6,7 +6,7 @@ decoding, MACM) with the same numbers, on chunked arrays and lazy Dask graphs.
 
 __version__ = "0.1.0.dev0"
 
-from nimare_dask.space import Grid, get_grid  # noqa: E402
-from nimare_dask.studyset import Studyset, open_studyset  # noqa: E402
+from nimare_dask.space import Grid, get_grid
+from nimare_dask.studyset import Studyset, open_studyset
 
 __all__ = ["Grid", "Studyset", "__version__", "get_grid", "open_studyset"]

@@ -42,7 +42,9 @@ def test_mm_to_ijk_matches_nimare_on_real_foci(pain_studyset):
     from nimare.utils import mm2vox
 
     grid = get_grid()
-    xyz = pain_studyset.xyz() + np.random.default_rng(0).uniform(-1.5, 1.5, (len(pain_studyset.xyz()), 3))
+    xyz = pain_studyset.xyz() + np.random.default_rng(0).uniform(
+        -1.5, 1.5, (len(pain_studyset.xyz()), 3)
+    )
     np.testing.assert_array_equal(grid.mm_to_ijk(xyz), mm2vox(xyz, grid.affine))
 
 
@@ -82,17 +84,23 @@ def test_tal_mni_transforms_match_nimare_on_real_foci(nimare_test_data):
 
 def test_tal2mni_hand_value():
     # Lancaster icbm_other: the origin maps to -inv(A) @ t.
-    a = np.array(
-        [[0.9357, 0.0029, -0.0072], [-0.0065, 0.9396, -0.0726], [0.0103, 0.0752, 0.8967]]
-    )
+    a = np.array([[0.9357, 0.0029, -0.0072], [-0.0065, 0.9396, -0.0726], [0.0103, 0.0752, 0.8967]])
     t = np.array([-1.0423, -1.3940, 3.6475])
     np.testing.assert_allclose(tal2mni([0, 0, 0])[0], -np.linalg.solve(a, t), atol=1e-12)
 
 
 @pytest.mark.parametrize(
     ("label", "expected"),
-    [("MNI", "MNI"), ("mni", "MNI"), ("TAL", "TAL"), ("Talairach", "TAL"), (None, "UNKNOWN"),
-     ("UNKNOWN", "UNKNOWN"), ("OTHER", "UNKNOWN"), (float("nan"), "UNKNOWN")],
+    [
+        ("MNI", "MNI"),
+        ("mni", "MNI"),
+        ("TAL", "TAL"),
+        ("Talairach", "TAL"),
+        (None, "UNKNOWN"),
+        ("UNKNOWN", "UNKNOWN"),
+        ("OTHER", "UNKNOWN"),
+        (float("nan"), "UNKNOWN"),
+    ],
 )
 def test_normalize_space(label, expected):
     assert normalize_space(label) == expected

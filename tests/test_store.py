@@ -29,9 +29,7 @@ def test_round_trip_laird(tmp_path, nimare_resources, where):
     assert ss.to_zarr(loc) == loc
     back = open_studyset(loc)
     _assert_same(ss, back)
-    np.testing.assert_array_equal(
-        back.annotation_matrix.values, ss.annotation_matrix.values
-    )
+    np.testing.assert_array_equal(back.annotation_matrix.values, ss.annotation_matrix.values)
     assert back.get_texts("abstract") == ss.get_texts("abstract")
     assert back.get_metadata(field="journal") == ss.get_metadata(field="journal")
     assert back.store is not None and "laird" in repr(back.store)

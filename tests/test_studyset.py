@@ -94,8 +94,13 @@ def test_mask_query_ignores_out_of_grid_foci(tmp_path):
 def _toy(**kw):
     analyses = pd.DataFrame({"study_id": ["s2", "s1"], "contrast_id": ["b", "a"]})
     points = pd.DataFrame(
-        {"id": ["s1-a", "s2-b", "s2-b"], "x": [0.0, 50, 52], "y": [0.0, 50, 50],
-         "z": [0.0, 50, 50], "space": ["MNI", "TAL", "TAL"]}
+        {
+            "id": ["s1-a", "s2-b", "s2-b"],
+            "x": [0.0, 50, 52],
+            "y": [0.0, 50, 50],
+            "z": [0.0, 50, 50],
+            "space": ["MNI", "TAL", "TAL"],
+        }
     )
     metadata = pd.DataFrame({"id": ["s1-a", "s2-b"], "sample_sizes": [[10, 20], [7]]})
     ann = Annotations(np.array([[0.5, 0.0], [0.0, 1.0]], dtype=np.float32), ["lab_x", "lab_y"])

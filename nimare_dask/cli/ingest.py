@@ -9,7 +9,12 @@ from pathlib import Path
 
 DATABASES = {
     "neurosynth": {"version": "7", "vocab": "LDA50", "source": "abstract", "type": "weight"},
-    "neuroquery": {"version": "1", "vocab": "neuroquery7547", "source": "abstract", "type": "count"},
+    "neuroquery": {
+        "version": "1",
+        "vocab": "neuroquery7547",
+        "source": "abstract",
+        "type": "count",
+    },
 }
 
 
@@ -67,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
         if val is not None:
             opts[key] = val
     t0 = time.perf_counter()
-    fetch = datasets.fetch_neurosynth if args.database == "neurosynth" else datasets.fetch_neuroquery
+    fetch = (
+        datasets.fetch_neurosynth if args.database == "neurosynth" else datasets.fetch_neuroquery
+    )
     files = fetch(data_dir=args.data_dir, base_url=args.base_url, **opts)
     print(f"release files in {Path(files['coordinates']).parent}")
     if args.database == "neurosynth":

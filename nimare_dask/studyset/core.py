@@ -124,11 +124,11 @@ class Annotations:
         return Annotations(out.toarray() if dense else out, labels)
 
 
-def _validate_ids(analyses: pd.DataFrame) -> None:
+def _validate_ids(analyses: pd.DataFrame, source_name: str = "studyset") -> None:
     dup = analyses["id"][analyses["id"].duplicated()]
     if len(dup):
         raise StudysetError(
-            f"duplicated analysis ids: {sorted(set(dup))[:10]} "
+            f"{source_name}: duplicated analysis ids: {sorted(set(dup))[:10]} "
             "(each study's analyses need distinct ids)"
         )
 
@@ -223,7 +223,7 @@ class Studyset:
         if "id" not in analyses:
             analyses["id"] = analyses["study_id"] + "-" + analyses["contrast_id"]
         analyses["id"] = analyses["id"].astype(str)
-        _validate_ids(analyses)
+        _validate_ids(analyses, source_name)
         for col in ("study_name", "analysis_name"):
             if col not in analyses:
                 analyses[col] = ""
@@ -256,7 +256,10 @@ class Studyset:
                 f"{source_name}: {int(bad.sum())} focus/foci with missing or non-finite "
                 f"coordinates in analyses {ids[:5]}; expected three finite numbers (x, y, z)"
             )
-        space = points["space"].map(normalize_space)
+        # normalise each distinct label once (a per-focus map takes ~1 s on 500k foci)
+        codes, labels = pd.factorize(points["space"].astype(object), use_na_sentinel=False)
+        canon = np.array([normalize_space(lab) for lab in labels], dtype=object)
+        space = pd.Series(canon[codes], index=points.index, dtype=object)
         if harmonize:
             is_tal = (space == "TAL").to_numpy()
             if is_tal.any():

@@ -144,8 +144,12 @@ def nimads_to_tables(data: dict, *, name: str = "studyset", basepath: Path | Non
                 "doi": study.get("doi"),
                 "pmid": study.get("pmid"),
             }
-            meta.update({k: v for k, v in s_meta.items() if k not in ("sample_size", "sample_sizes")})
-            meta.update({k: v for k, v in a_meta.items() if k not in ("sample_size", "sample_sizes")})
+            meta.update(
+                {k: v for k, v in s_meta.items() if k not in ("sample_size", "sample_sizes")}
+            )
+            meta.update(
+                {k: v for k, v in a_meta.items() if k not in ("sample_size", "sample_sizes")}
+            )
             meta["sample_sizes"] = _first_sample_sizes(
                 [
                     ("sample_sizes", a_meta.get("sample_sizes")),
@@ -181,7 +185,9 @@ def nimads_to_tables(data: dict, *, name: str = "studyset", basepath: Path | Non
             ann = analysis.get("annotations")
             if isinstance(ann, dict) and ann:
                 ann_rows.append((full, ann))
-    analyses = pd.DataFrame(a_rows, columns=["id", "study_id", "contrast_id", "study_name", "analysis_name"])
+    analyses = pd.DataFrame(
+        a_rows, columns=["id", "study_id", "contrast_id", "study_name", "analysis_name"]
+    )
     points = pd.DataFrame(p_rows, columns=["id", "x", "y", "z", "space"])
     metadata = pd.DataFrame(m_rows) if m_rows else pd.DataFrame({"id": []})
     annotations = _annotations_from_rows(ann_rows, analyses) if ann_rows else None
@@ -253,8 +259,10 @@ def _nimads_annotation(annotation: dict, analyses: pd.DataFrame, name: str) -> A
         by_analysis[str(aid)] = note.get("note") or {}
     contrast_to_full = dict(zip(analyses["contrast_id"], analyses["id"], strict=False))
     rows = [(contrast_to_full[a], n) for a, n in by_analysis.items() if a in contrast_to_full]
-    return _annotations_from_rows(rows, analyses) if rows else Annotations(
-        np.zeros((len(analyses), 0), np.float32), []
+    return (
+        _annotations_from_rows(rows, analyses)
+        if rows
+        else Annotations(np.zeros((len(analyses), 0), np.float32), [])
     )
 
 
@@ -285,8 +293,13 @@ def dataset_to_tables(data: dict, *, name: str = "dataset", basepath: Path | Non
                     )
                 for x, y, z in zip(xs, ys, zs, strict=True):
                     p_rows.append(
-                        {"id": full, "x": _num(x, where), "y": _num(y, where), "z": _num(z, where),
-                         "space": coords.get("space")}
+                        {
+                            "id": full,
+                            "x": _num(x, where),
+                            "y": _num(y, where),
+                            "z": _num(z, where),
+                            "space": coords.get("space"),
+                        }
                     )
             for key, path in (con.get("images") or {}).items():
                 if key == _IMAGE_KEY_SPACE or path is None:
@@ -338,7 +351,8 @@ def tables_to_nimads(ss: Studyset, studyset_id: str = "nimare_dask", name: str =
     studies: dict[str, dict] = {}
     for row_i, a in enumerate(ss._analyses.itertuples(index=False)):
         study = studies.setdefault(
-            a.study_id, {"id": a.study_id, "name": a.study_name or "", "metadata": {}, "analyses": []}
+            a.study_id,
+            {"id": a.study_id, "name": a.study_name or "", "metadata": {}, "analyses": []},
         )
         m = {k: _jsonable(v) for k, v in meta.loc[a.id].items()} if a.id in meta.index else {}
         m = {k: v for k, v in m.items() if v is not None and not (isinstance(v, list) and not v)}
@@ -347,13 +361,15 @@ def tables_to_nimads(ss: Studyset, studyset_id: str = "nimare_dask", name: str =
             "id": a.contrast_id,
             "name": a.analysis_name or "",
             "metadata": m,
-            "points": [] if pts is None else [
+            "points": []
+            if pts is None
+            else [
                 {"space": "MNI", "coordinates": [float(x), float(y), float(z)]}
                 for x, y, z in pts[["x", "y", "z"]].to_numpy()
             ],
-            "images": [] if a.id not in imgs else [
-                {"url": p, "value_type": t} for t, p in imgs[a.id][["type", "path"]].to_numpy()
-            ],
+            "images": []
+            if a.id not in imgs
+            else [{"url": p, "value_type": t} for t, p in imgs[a.id][["type", "path"]].to_numpy()],
         }
         if a.id in texts:
             analysis["texts"] = dict(texts[a.id][["type", "text"]].to_numpy().tolist())

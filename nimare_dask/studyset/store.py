@@ -28,7 +28,7 @@ from nimare_dask.space import Grid
 from nimare_dask.studyset.core import Annotations, Studyset, StudysetError
 
 if TYPE_CHECKING:
-    import dask.array as da
+    pass
 
 FORMAT_NAME = "nimare_dask.studyset"
 FORMAT_VERSION = 1
@@ -65,8 +65,10 @@ def _remove(loc: str) -> None:
 
 
 def _str_array(values) -> np.ndarray:
-    return np.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-                     for v in values], dtype=object)
+    return np.array(
+        ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values],
+        dtype=object,
+    )
 
 
 def _json_default(o):
@@ -141,7 +143,8 @@ def _write_tables(ss: Studyset, loc: str, storage_options: dict) -> None:
                 attrs={"layout": "dense", "shape": list(vals.shape)},
             )
             ds["values"].encoding["chunks"] = (
-                max(1, min(len(vals), 4096)), max(1, min(vals.shape[1], 512))
+                max(1, min(len(vals), 4096)),
+                max(1, min(vals.shape[1], 512)),
             )
         ds.to_zarr(loc, group="annotations", **kw)
 
@@ -185,9 +188,11 @@ def write_store(
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = str(target.parent / f".{target.name}.tmp-{token}")
     try:
-        root = zarr.open_group(
-            tmp, mode="w", zarr_format=3, storage_options=storage_options or None
-        ) if _is_url(tmp) else zarr.open_group(tmp, mode="w", zarr_format=3)
+        root = (
+            zarr.open_group(tmp, mode="w", zarr_format=3, storage_options=storage_options or None)
+            if _is_url(tmp)
+            else zarr.open_group(tmp, mode="w", zarr_format=3)
+        )
         root.attrs.update({"nimare_dask": {"format": FORMAT_NAME, "complete": False}})
         _write_tables(ss, tmp, storage_options)
         from nimare_dask import __version__
@@ -258,9 +263,7 @@ class StudysetStore:
         if info.get("format") != FORMAT_NAME:
             raise StoreError(f"{self.location} is not a nimare_dask studyset store")
         if not info.get("complete"):
-            raise StoreError(
-                f"{self.location} is incomplete (a write was interrupted); rebuild it"
-            )
+            raise StoreError(f"{self.location} is incomplete (a write was interrupted); rebuild it")
         if int(info.get("format_version", -1)) > FORMAT_VERSION:
             raise StoreError(
                 f"{self.location} has format version {info.get('format_version')}, newer than "
@@ -375,9 +378,11 @@ def open_studyset(
     tables = {}
     for name, cols in (("images", ["id", "type", "path"]), ("texts", ["id", "type", "text"])):
         ds = store.table(name)
-        tables[name] = pd.DataFrame({c: _strs(ds[c].values) for c in cols}) if ds.sizes.get(
-            "row", 0
-        ) else pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        tables[name] = (
+            pd.DataFrame({c: _strs(ds[c].values) for c in cols})
+            if ds.sizes.get("row", 0)
+            else pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+        )
     annotations = None
     if store.has("annotations"):
         ds = store.table("annotations")
