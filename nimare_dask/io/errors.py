@@ -21,6 +21,7 @@ __all__ = [
     "NeurosynthError",
     "FociOutsideMaskWarning",
     "EmptyExperimentWarning",
+    "UnmatchedFociWarning",
     "warn_foci_outside_mask",
 ]
 
@@ -43,6 +44,10 @@ class FociOutsideMaskWarning(UserWarning):
 
 class EmptyExperimentWarning(UserWarning):
     """An experiment (analysis) had no foci and was dropped."""
+
+
+class UnmatchedFociWarning(UserWarning):
+    """Foci whose study is not in the metadata file were dropped (NiMARE drops them silently)."""
 
 
 def _list_ids(ids, limit: int = 10) -> str:
@@ -68,7 +73,7 @@ def warn_foci_outside_mask(ss: Studyset, source_name: str, stacklevel: int = 3) 
     int
         The number of foci outside the mask (0: no warning).
     """
-    if len(ss.coordinates) == 0:
+    if int(ss.foci_counts().sum()) == 0:
         return 0
     vox = ss.focus_voxels()
     outside = vox < 0

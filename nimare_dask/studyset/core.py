@@ -243,7 +243,8 @@ class Studyset:
         if "space" not in points:
             points["space"] = "MNI"
         points["id"] = points["id"].astype(str)
-        unknown_ids = set(points["id"]) - set(analyses["id"])
+        # vectorised membership test (a Python set over 500k foci takes ~1 s)
+        unknown_ids = set(points.loc[~points["id"].isin(analyses["id"]), "id"])
         if unknown_ids:
             raise StudysetError(
                 f"{source_name}: foci refer to unknown analyses {sorted(unknown_ids)[:5]}"

@@ -1,0 +1,96 @@
+"""Readers and writers: Sleuth, Neurosynth/NeuroQuery, NIMADS and NiMARE's legacy JSON.
+
+Names follow :mod:`nimare.io` (0.22.1) so scripts port by changing the import. Every reader
+returns a :class:`~nimare_dask.studyset.core.Studyset` (foci in MNI mm) and raises a
+:class:`~nimare_dask.studyset.core.StudysetError` subclass naming the file (and line or study)
+on malformed input.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nimare_dask.io.errors import (
+    EmptyExperimentWarning,
+    FociOutsideMaskWarning,
+    NeurosynthError,
+    SleuthError,
+    UnmatchedFociWarning,
+)
+from nimare_dask.io.neurosynth import (
+    convert_neuroquery_to_studyset,
+    convert_neurosynth_to_studyset,
+    tfidf_transform,
+)
+from nimare_dask.io.sleuth import convert_sleuth_to_studyset, read_sleuth, write_sleuth
+from nimare_dask.space import Grid, mni2tal, tal2mni
+from nimare_dask.studyset.core import Studyset, StudysetError, UnknownSpaceWarning
+from nimare_dask.studyset.nimads import write_nimads as _write_nimads
+
+__all__ = [
+    "convert_sleuth_to_studyset",
+    "read_sleuth",
+    "write_sleuth",
+    "convert_neurosynth_to_studyset",
+    "convert_neuroquery_to_studyset",
+    "convert_dataset_to_studyset",
+    "load_nimads",
+    "write_nimads",
+    "tfidf_transform",
+    "tal2mni",
+    "mni2tal",
+    "SleuthError",
+    "NeurosynthError",
+    "StudysetError",
+    "FociOutsideMaskWarning",
+    "EmptyExperimentWarning",
+    "UnmatchedFociWarning",
+    "UnknownSpaceWarning",
+]
+
+
+def convert_dataset_to_studyset(
+    dataset: str | os.PathLike | dict, target: str | Grid = "mni152_2mm"
+) -> Studyset:
+    """Read a NiMARE legacy Dataset (JSON path or dict ``{study: {"contrasts": ...}}``).
+
+    Parameters
+    ----------
+    dataset : str, Path or dict
+        The legacy JSON file or its parsed dict.
+    target : str or Grid, default="mni152_2mm"
+        The voxel grid.
+
+    Returns
+    -------
+    Studyset
+        Eager tables; TAL foci converted to MNI.
+    """
+    return Studyset(dataset, target=target)
+
+
+def load_nimads(
+    studyset: str | os.PathLike | dict,
+    annotation: str | os.PathLike | dict | None = None,
+    target: str | Grid = "mni152_2mm",
+) -> Studyset:
+    """Read a NIMADS studyset (JSON path or dict), optionally with a NIMADS annotation.
+
+    Returns
+    -------
+    Studyset
+        Eager tables.
+    """
+    return Studyset(studyset, target=target, annotations=annotation)
+
+
+def write_nimads(studyset: Studyset, path: str | os.PathLike) -> Path:
+    """Write a Studyset as NIMADS JSON, atomically (foci in MNI).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    return _write_nimads(studyset, path)
