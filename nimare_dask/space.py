@@ -278,11 +278,18 @@ class Grid:
         """
         xyz = _as_rows(xyz)
         inv = np.linalg.inv(self.affine)
+        # Column by column (elementwise): a BLAS matmul on (N, 3) x (3, 3) is slower and
+        # oversubscribes threads; the arithmetic is identical in float64.
+        ijk = np.empty((len(xyz), 3), dtype=np.int64)
         with np.errstate(invalid="ignore"):
-            ijk = np.round(xyz @ inv[:3, :3].T + inv[:3, 3])
-        bad = ~np.isfinite(ijk)
-        ijk[bad] = -(2**30)
-        return ijk.astype(np.int64)
+            for a in range(3):
+                col = (inv[a, 0] * xyz[:, 0] + inv[a, 1] * xyz[:, 1] + inv[a, 2] * xyz[:, 2]) + inv[
+                    a, 3
+                ]
+                col = np.round(col)
+                col[~np.isfinite(col)] = -(2**30)
+                ijk[:, a] = col
+        return ijk
 
     def ijk_to_mm(self, ijk: np.ndarray) -> np.ndarray:
         """Convert grid indices to mm coordinates."""

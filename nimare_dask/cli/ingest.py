@@ -8,12 +8,12 @@ import time
 from pathlib import Path
 
 DATABASES = {
-    "neurosynth": {"version": "7", "vocab": "LDA50", "source": "abstract", "type": "weight"},
+    "neurosynth": {"version": "7", "vocab": "LDA50", "source": "abstract", "type": None},
     "neuroquery": {
         "version": "1",
         "vocab": "neuroquery7547",
         "source": "abstract",
-        "type": "count",
+        "type": None,
     },
 }
 

@@ -307,7 +307,8 @@ class Studyset:
     def _set_tables(self, analyses, points, metadata, annotations, images, texts, grid):
         self._analyses = analyses
         self._points = points
-        self._metadata = metadata
+        # a DataFrame, or a zero-argument callable producing it (stores parse it on first use)
+        self._metadata_src = metadata
         self._annotations = annotations
         self._images = images
         self._texts = texts
@@ -315,6 +316,12 @@ class Studyset:
         self._cache: dict[str, Any] = {}
         #: The opened :class:`~nimare_dask.studyset.store.StudysetStore`, if any.
         self.store = None
+
+    @property
+    def _metadata(self) -> pd.DataFrame:
+        if callable(self._metadata_src):
+            self._metadata_src = self._metadata_src()
+        return self._metadata_src
 
     def _tables(self) -> dict:
         return {

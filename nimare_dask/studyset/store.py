@@ -97,15 +97,17 @@ def _write_tables(ss: Studyset, loc: str, storage_options: dict) -> None:
     )
     analyses.to_zarr(loc, group="analyses", **kw)
     p = ss._points
+    space_codes, space_labels = pd.factorize(p["space"].astype(object), use_na_sentinel=False)
     points = xr.Dataset(
         {
             "analysis": ("point", ss.focus_rows().astype(np.int32)),
             "x": ("point", p["x"].to_numpy(np.float64)),
             "y": ("point", p["y"].to_numpy(np.float64)),
             "z": ("point", p["z"].to_numpy(np.float64)),
-            "space": ("point", _str_array(p["space"])),
+            "space_code": ("point", space_codes.astype(np.int8)),
             "voxel": ("point", ss.focus_voxels().astype(np.int32)),
-        }
+        },
+        attrs={"space_labels": [str(v) for v in space_labels]},
     )
     points.to_zarr(loc, group="points", **kw)
     meta_cols = [c for c in ss._metadata.columns if c != "id"]
@@ -368,13 +370,19 @@ def open_studyset(
             "x": p["x"].values,
             "y": p["y"].values,
             "z": p["z"].values,
-            "space": _strs(p["space"].values),
+            "space": np.asarray(p.attrs.get("space_labels", []) or [""], dtype=object)[
+                p["space_code"].values
+            ],
         }
     )
-    m = store.table("metadata")
-    records = [json.loads(s) for s in _strs(m["json"].values)]
-    metadata = pd.DataFrame(records) if records else pd.DataFrame()
-    metadata.insert(0, "id", ids)
+
+    def load_metadata() -> pd.DataFrame:
+        m = store.table("metadata")
+        records = [json.loads(s) for s in _strs(m["json"].values)]
+        metadata = pd.DataFrame(records) if records else pd.DataFrame()
+        metadata.insert(0, "id", ids)
+        return metadata
+
     tables = {}
     for name, cols in (("images", ["id", "type", "path"]), ("texts", ["id", "type", "text"])):
         ds = store.table(name)
@@ -403,7 +411,7 @@ def open_studyset(
     ss._set_tables(
         analyses,
         points,
-        metadata,
+        load_metadata,
         annotations,
         tables["images"],
         tables["texts"],
