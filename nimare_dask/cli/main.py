@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from nimare_dask import __version__
 
 #: Subcommand modules; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
-_COMMANDS = ("ingest",)
+_COMMANDS = ("ale", "ingest")
 
 
 def build_parser() -> argparse.ArgumentParser:
