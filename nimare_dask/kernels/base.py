@@ -1,0 +1,676 @@
+"""The kernel transformer base class: parameters, block-level numba calls, lazy Dask graphs.
+
+Three levels, from the bottom up:
+
+* block level (eager, numpy/numba): :meth:`KernelTransformer.ma_block`,
+  :meth:`~KernelTransformer.reduce_block`, :meth:`~KernelTransformer.csr_block` take foci as
+  grid indices plus the row each focus belongs to. The Monte Carlo engine calls these.
+* studyset level, lazy: :meth:`~KernelTransformer.transform` (``return_type="xarray"``) and
+  :meth:`~KernelTransformer.reduce` build Dask graphs with one task per chunk of analyses;
+  each task runs a block-level function on that chunk's foci.
+* studyset level, eager: ``return_type="array"`` / ``"sparse"`` and
+  :meth:`~KernelTransformer.max_values` run the same tasks and gather the results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, ClassVar
+
+import dask
+import dask.array as da
+import numpy as np
+import scipy.sparse as sp
+import xarray as xr
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from nimare_dask.kernels import _numba
+from nimare_dask.kernels.shapes import KernelBank
+from nimare_dask.space import Grid
+from nimare_dask.studyset.core import Studyset
+
+__all__ = ["KernelTransformer", "DEFAULT_CHUNK_BYTES"]
+
+#: Default size of one dense chunk of MA maps (float32 analyses x voxels).
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+#: Analyses per task for the eager sparse/max paths when no chunks are given.
+_EAGER_ROWS = 512
+#: Bumped when the MA values an implementation produces change (part of the cache key).
+ALGORITHM_VERSION = 1
+
+_RETURN_TYPES = ("xarray", "array", "sparse", "summary")
+_HOWS = {"sum": _numba.HOW_SUM, "log1m": _numba.HOW_LOG1M, "count": _numba.HOW_COUNT}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One block's foci, grouped by row, with the kernel bank and grid arrays (internal)."""
+
+    ijk: np.ndarray  # (n, 3) int64, sorted by row
+    rows: np.ndarray  # (n,) int64
+    ptr: np.ndarray  # (n_rows + 1,) int64
+    row_kid: np.ndarray  # (n_rows,) int64
+    bank: KernelBank
+    shape: np.ndarray  # (3,) int64
+    lut: np.ndarray  # grid flat index -> voxel
+    n_vox: int
+    mode: int
+    scale: np.float32
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.ptr) - 1
+
+    def _bank_args(self):
+        b = self.bank
+        return b.starts, b.offsets, b.deltas, b.values, b.lo, b.hi, self.shape, self.lut
+
+    def dense(self) -> np.ndarray:
+        return _numba.dense_block(
+            self.ijk, self.rows, self.row_kid, self.n_rows, self.n_vox, *self._bank_args(),
+            self.mode, self.scale,
+        )  # fmt: skip
+
+    def reduce(self, how: int, weights: np.ndarray) -> np.ndarray:
+        return _numba.reduce_block(
+            self.ijk, self.ptr, self.row_kid, weights, how, self.n_vox, *self._bank_args(),
+            self.mode, self.scale,
+        )  # fmt: skip
+
+    def csr(self) -> sp.csr_matrix:
+        counts = np.diff(self.ptr)
+        per_row = np.minimum(self.bank.sizes[self.row_kid] * counts, self.n_vox)
+        cap = int(per_row.sum())
+        indptr, indices, data = _numba.csr_block(
+            self.ijk, self.ptr, self.row_kid, cap, self.n_vox, *self._bank_args(), self.mode,
+            self.scale,
+        )  # fmt: skip
+        return sp.csr_matrix((data, indices, indptr), shape=(self.n_rows, self.n_vox))
+
+    def row_max(self) -> np.ndarray:
+        return _numba.row_max_block(
+            self.ijk, self.ptr, self.row_kid, self.n_vox, *self._bank_args(), self.mode,
+            self.scale,
+        )  # fmt: skip
+
+
+@lru_cache(maxsize=64)
+def _bank(cls, specs: tuple, shape: tuple, zooms: tuple) -> KernelBank:
+    """Kernel banks are reused across blocks and Monte Carlo iterations (cached)."""
+    return KernelBank.build([cls._kernel_from_spec(s, zooms) for s in specs], shape)
+
+
+class _Context:
+    """What every task of one graph shares (one graph key, not copied into each task)."""
+
+    def __init__(self, kernel: KernelTransformer, grid: Grid):
+        self.kernel = kernel
+        self.grid = grid
+
+    def plan(self, ijk, rows, n_rows, sample_sizes, ids):
+        return self.kernel._plan(ijk, rows, n_rows, self.grid, sample_sizes, ids=ids)
+
+
+def _dense_task(ctx: _Context, ijk, rows, n_rows, sample_sizes, ids) -> np.ndarray:
+    return ctx.plan(ijk, rows, n_rows, sample_sizes, ids).dense()
+
+
+def _reduce_task(ctx: _Context, ijk, rows, n_rows, sample_sizes, ids, how, weights):
+    return ctx.plan(ijk, rows, n_rows, sample_sizes, ids).reduce(how, weights)[None, :]
+
+
+def _csr_task(ctx: _Context, ijk, rows, n_rows, sample_sizes, ids) -> sp.csr_matrix:
+    return ctx.plan(ijk, rows, n_rows, sample_sizes, ids).csr()
+
+
+def _max_task(ctx: _Context, ijk, rows, n_rows, sample_sizes, ids) -> np.ndarray:
+    return ctx.plan(ijk, rows, n_rows, sample_sizes, ids).row_max()
+
+
+def _check_positive(name: str, value, cls: str) -> None:
+    try:
+        ok = np.isfinite(float(value)) and float(value) > 0
+    except (TypeError, ValueError):
+        ok = False
+    if not ok or isinstance(value, bool):
+        raise ValueError(f"{cls}: {name} must be a positive finite number, got {value!r}")
+
+
+class KernelTransformer:
+    """Base class of the modelled-activation (MA) kernels.
+
+    Subclasses set ``_param_names`` and ``_mode`` and implement ``_validate``, ``_scale``,
+    ``_kernel_specs`` and ``_kernel_from_spec``. Parameters follow scikit-learn conventions (:meth:`get_params`,
+    :meth:`set_params`) so that estimators can forward NiMARE's ``kernel__<param>``.
+
+    MA maps are 1-D over the in-mask voxels of the studyset's grid. Row ``i`` of every output
+    is the analysis ``studyset.ids[i]``; analyses without foci (or whose foci all fall outside
+    the mask) get all-zero rows. NiMARE omits analyses without coordinates from its kernel
+    outputs, so its rows match ours restricted to the analyses with foci.
+    """
+
+    _param_names: ClassVar[tuple[str, ...]] = ()
+    _mode: ClassVar[int] = _numba.MODE_MAX
+
+    # ------------------------------------------------------------------ parameters
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters as a dict (scikit-learn style).
+
+        Parameters
+        ----------
+        deep : bool
+            Accepted for scikit-learn compatibility; kernels have no nested objects.
+
+        Returns
+        -------
+        dict
+        """
+        return {name: getattr(self, name) for name in self._param_names}
+
+    def set_params(self, **params) -> KernelTransformer:
+        """Set parameters (scikit-learn style); unknown names and invalid values raise.
+
+        Returns
+        -------
+        KernelTransformer
+            ``self``.
+        """
+        unknown = sorted(set(params) - set(self._param_names))
+        if unknown:
+            raise ValueError(
+                f"{type(self).__name__} has no parameter(s) {unknown}; "
+                f"valid parameters are {list(self._param_names)}"
+            )
+        old = self.get_params()
+        for key, value in params.items():
+            setattr(self, key, value)
+        try:
+            self._validate()
+        except ValueError:
+            for key, value in old.items():
+                setattr(self, key, value)
+            raise
+        return self
+
+    def _validate(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def _clone(self) -> KernelTransformer:
+        return type(self)(**self.get_params())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and self.get_params() == other.get_params()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, json.dumps(self._params_json(), sort_keys=True)))
+
+    def _params_json(self) -> dict:
+        out = {}
+        for key, value in self.get_params().items():
+            out[key] = None if value is None else float(value)
+        return out
+
+    # ------------------------------------------------------------------ subclass hooks
+    def _scale(self) -> np.float32:
+        return np.float32(1.0)
+
+    def _kernel_specs(
+        self, sample_sizes: np.ndarray | None, has_foci: np.ndarray, ids
+    ) -> tuple[list[tuple], np.ndarray]:  # pragma: no cover
+        """Hashable kernel descriptions and, per row, the index of the one it uses."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _kernel_from_spec(spec: tuple, zooms) -> tuple[np.ndarray, np.ndarray]:
+        """(offsets, values) of one kernel description on voxels of the given size."""
+        raise NotImplementedError  # pragma: no cover
+
+    def _check_studyset(self, studyset: Studyset) -> None:
+        """Raise early (at graph-building time) for inputs the kernel cannot use."""
+
+    # ------------------------------------------------------------------ identity
+    def cache_key(self, studyset: Studyset) -> str:
+        """A hash of the kernel class, parameters, grid and studyset fingerprints.
+
+        Two calls share a key exactly when they would produce the same MA maps.
+
+        Parameters
+        ----------
+        studyset : Studyset
+
+        Returns
+        -------
+        str
+            16 hex characters.
+        """
+        payload = {
+            "kernel": type(self).__name__,
+            "params": self._params_json(),
+            "grid": studyset.grid.fingerprint,
+            "studyset": studyset.fingerprint,
+            "algorithm": ALGORITHM_VERSION,
+        }
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def _attrs(self, studyset: Studyset) -> dict:
+        return {
+            "kernel": type(self).__name__,
+            "kernel_params": json.dumps(self._params_json(), sort_keys=True),
+            "grid_fingerprint": studyset.grid.fingerprint,
+            "studyset_fingerprint": studyset.fingerprint,
+            "cache_key": self.cache_key(studyset),
+        }
+
+    # ------------------------------------------------------------------ block level
+    def _plan(
+        self,
+        ijk: np.ndarray,
+        rows: np.ndarray,
+        n_rows: int,
+        grid: Grid,
+        sample_sizes: np.ndarray | None = None,
+        ids=None,
+    ) -> _Plan:
+        ijk = np.asarray(ijk)
+        if ijk.size == 0:
+            ijk = np.zeros((0, 3), dtype=np.int64)
+        if ijk.ndim != 2 or ijk.shape[1] != 3:
+            raise ValueError(f"ijk must be an (n_foci, 3) array of grid indices, got {ijk.shape}")
+        if not np.issubdtype(ijk.dtype, np.integer):
+            raise ValueError(f"ijk must hold integer grid indices, got dtype {ijk.dtype}")
+        ijk = np.ascontiguousarray(ijk, dtype=np.int64)
+        rows = np.ascontiguousarray(rows, dtype=np.int64).reshape(-1)
+        n_rows = int(n_rows)
+        if len(rows) != len(ijk):
+            raise ValueError(f"rows has {len(rows)} entries but ijk has {len(ijk)} foci")
+        if len(rows) and (rows.min() < 0 or rows.max() >= n_rows):
+            raise ValueError(f"rows must lie in [0, {n_rows}), got [{rows.min()}, {rows.max()}]")
+        if len(rows) > 1 and np.any(rows[1:] < rows[:-1]):
+            order = np.argsort(rows, kind="stable")
+            ijk, rows = ijk[order], rows[order]
+        counts = np.bincount(rows, minlength=n_rows)
+        ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        if sample_sizes is not None:
+            sample_sizes = np.asarray(sample_sizes, dtype=float).reshape(-1)
+            if len(sample_sizes) != n_rows:
+                raise ValueError(
+                    f"sample_sizes has {len(sample_sizes)} entries but there are {n_rows} rows"
+                )
+        specs, row_kid = self._kernel_specs(sample_sizes, counts > 0, ids)
+        bank = _bank(type(self), tuple(specs), grid.shape, tuple(float(z) for z in grid.zooms))
+        return _Plan(
+            ijk=ijk,
+            rows=rows,
+            ptr=ptr,
+            row_kid=np.ascontiguousarray(row_kid, dtype=np.int64),
+            bank=bank,
+            shape=np.asarray(grid.shape, dtype=np.int64),
+            lut=grid.flat_lookup,
+            n_vox=grid.n_voxels,
+            mode=self._mode,
+            scale=self._scale(),
+        )
+
+    def ma_block(
+        self,
+        ijk: np.ndarray,
+        rows: np.ndarray,
+        n_rows: int,
+        grid: Grid,
+        sample_sizes: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Dense MA maps of a block of analyses from their foci (eager, numba).
+
+        Parameters
+        ----------
+        ijk : (n_foci, 3) int array
+            Grid indices of the foci (any integers: kernel voxels outside the grid or the
+            mask are dropped).
+        rows : (n_foci,) int array
+            Row of each focus within the block, in ``[0, n_rows)``.
+        n_rows : int
+            Number of analyses in the block.
+        grid : Grid
+            The voxel grid (mask, shape, voxel size).
+        sample_sizes : (n_rows,) float array, optional
+            Per-row sample sizes (ALE with neither ``fwhm`` nor ``sample_size`` set).
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_rows, grid.n_voxels) float32 (eager).
+        """
+        return self._plan(ijk, rows, n_rows, grid, sample_sizes).dense()
+
+    def reduce_block(
+        self,
+        ijk: np.ndarray,
+        rows: np.ndarray,
+        n_rows: int,
+        grid: Grid,
+        sample_sizes: np.ndarray | None = None,
+        how: str = "sum",
+        weights: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """A reduction over the block's MA maps without building them densely (eager).
+
+        Parameters
+        ----------
+        ijk, rows, n_rows, grid, sample_sizes
+            As in :meth:`ma_block`.
+        how : {"sum", "log1m", "count"}
+            ``sum_i w_i MA_i``, ``sum_i log(1 - MA_i)`` or ``#{i : MA_i > 0}``.
+        weights : (n_rows,) float array, optional
+            Only with ``how="sum"`` (default: ones).
+
+        Returns
+        -------
+        numpy.ndarray
+            (grid.n_voxels,) float64 (eager).
+        """
+        code, w = self._how(how, weights, int(n_rows))
+        return self._plan(ijk, rows, n_rows, grid, sample_sizes).reduce(code, w)
+
+    def csr_block(
+        self,
+        ijk: np.ndarray,
+        rows: np.ndarray,
+        n_rows: int,
+        grid: Grid,
+        sample_sizes: np.ndarray | None = None,
+    ) -> sp.csr_matrix:
+        """MA maps of a block as a scipy CSR matrix with sorted indices (eager, numba).
+
+        Parameters
+        ----------
+        ijk, rows, n_rows, grid, sample_sizes
+            As in :meth:`ma_block`.
+
+        Returns
+        -------
+        scipy.sparse.csr_matrix
+            (n_rows, grid.n_voxels) float32; only non-zero values are stored.
+        """
+        return self._plan(ijk, rows, n_rows, grid, sample_sizes).csr()
+
+    @staticmethod
+    def _how(how: str, weights, n_rows: int) -> tuple[int, np.ndarray]:
+        if how not in _HOWS:
+            raise ValueError(f"how must be one of {sorted(_HOWS)}, got {how!r}")
+        if weights is not None and how != "sum":
+            raise ValueError(f"weights are only used with how='sum', not how={how!r}")
+        if weights is None:
+            return _HOWS[how], np.ones(n_rows, dtype=np.float64)
+        w = np.ascontiguousarray(weights, dtype=np.float64).reshape(-1)
+        if len(w) != n_rows:
+            raise ValueError(f"weights has {len(w)} entries but there are {n_rows} analyses")
+        if not np.all(np.isfinite(w)):
+            raise ValueError("weights must be finite")
+        return _HOWS[how], w
+
+    # ------------------------------------------------------------------ chunking
+    @staticmethod
+    def default_rows_per_chunk(grid: Grid, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+        """Analyses per dense float32 chunk of about ``chunk_bytes`` (at least 1)."""
+        return max(1, int(chunk_bytes // (4 * max(1, grid.n_voxels))))
+
+    def _chunks(self, studyset: Studyset, chunks, default: int | None = None) -> tuple[int, ...]:
+        n = len(studyset)
+        if isinstance(chunks, dict):
+            unknown = set(chunks) - {"analysis", "voxel"}
+            if unknown:
+                raise ValueError(f"chunks may only name 'analysis', got {sorted(unknown)}")
+            chunks = chunks.get("analysis")
+        if chunks is None or chunks == "auto":
+            per = default or self.default_rows_per_chunk(studyset.grid)
+        elif isinstance(chunks, int | np.integer) and not isinstance(chunks, bool):
+            per = int(chunks)
+            if per < 1:
+                raise ValueError(f"chunks must be a positive number of analyses, got {chunks}")
+        else:
+            sizes = tuple(int(c) for c in chunks)
+            if sum(sizes) != n or any(c < 0 for c in sizes):
+                raise ValueError(
+                    f"explicit chunks {sizes} must be non-negative and sum to {n} analyses"
+                )
+            return sizes if sizes else (0,)
+        if n == 0:
+            return (0,)
+        full, rest = divmod(n, per)
+        return (per,) * full + ((rest,) if rest else ())
+
+    def _block_args(self, studyset: Studyset, sizes: tuple[int, ...]):
+        """Per chunk: (ijk, local rows, n_rows, sample sizes, ids) of its foci (eager)."""
+        grid = studyset.grid
+        ijk = studyset.ijk(grid)
+        rows = studyset.focus_rows()
+        offsets = studyset.focus_offsets()
+        ss = studyset.sample_sizes
+        ids = studyset.ids
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        out = []
+        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+            f0, f1 = offsets[a], offsets[b]
+            out.append(
+                (
+                    np.ascontiguousarray(ijk[f0:f1], dtype=np.int64),
+                    (rows[f0:f1] - a).astype(np.int64),
+                    int(b - a),
+                    ss[a:b].copy(),
+                    np.asarray(ids[a:b]),
+                )
+            )
+        return bounds, out
+
+    # ------------------------------------------------------------------ lazy graphs
+    def _graph(self, studyset: Studyset, sizes, name: str, task, extra=()):
+        """A layer with one task per chunk, all sharing one context key."""
+        ctx_key = f"{name}-context"
+        dsk: dict = {ctx_key: _Context(self._clone(), studyset.grid)}
+        bounds, args = self._block_args(studyset, sizes)
+        for i, (ijk, rows, n_rows, ss, ids) in enumerate(args):
+            extras = tuple(e(bounds[i], bounds[i + 1]) if callable(e) else e for e in extra)
+            dsk[(name, i, 0)] = (task, ctx_key, ijk, rows, n_rows, ss, ids, *extras)
+        return dsk
+
+    def _lazy_dense(self, studyset: Studyset, chunks) -> da.Array:
+        sizes = self._chunks(studyset, chunks)
+        token = tokenize(self.cache_key(studyset), sizes)
+        name = f"ma-maps-{token}"
+        dsk = self._graph(studyset, sizes, name, _dense_task)
+        graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+        return da.Array(graph, name, chunks=(sizes, (studyset.grid.n_voxels,)), dtype=np.float32)
+
+    def transform(
+        self,
+        studyset: Studyset,
+        return_type: str = "xarray",
+        chunks: int | tuple | dict | str | None = None,
+        store: bool = False,
+    ):
+        """Modelled-activation maps of every analysis of a studyset.
+
+        Parameters
+        ----------
+        studyset : Studyset
+            Foci, sample sizes and the voxel grid.
+        return_type : {"xarray", "array", "sparse", "summary"}
+            * ``"xarray"``: a **lazy** :class:`xarray.DataArray` named ``"ma"`` with dims
+              ``("analysis", "voxel")``, coordinate ``analysis`` = ``studyset.ids``, float32,
+              dask-backed and chunked along ``analysis`` only (default: as many analyses as
+              fit in ~64 MB); each chunk is built from the coordinates by numba in one task
+              named ``ma-maps-*``.
+            * ``"array"``: dense float32 numpy array (n_analyses, n_voxels) (eager).
+            * ``"sparse"``: scipy CSR float32 matrix, sorted indices, no stored zeros (eager).
+            * ``"summary"`` (or NiMARE's ``"summary_array"``): a **lazy** 1-D float64
+              DataArray over ``voxel``, the sum over analyses, reduced chunk by chunk without
+              building the dense maps (also for KDA, where NiMARE raises).
+        chunks : int, tuple, dict or "auto", optional
+            Analyses per chunk (an int), explicit chunk sizes, or ``{"analysis": ...}``.
+        store : bool
+            Use the studyset's store (``open_studyset``): the maps are written once to
+            ``derived/ma/<cache_key>`` (this computes them, eagerly) and read back lazily;
+            later calls with the same key reuse them. Requires ``studyset.store``.
+
+        Returns
+        -------
+        xarray.DataArray, numpy.ndarray or scipy.sparse.csr_matrix
+            See ``return_type``.
+        """
+        if return_type == "summary_array":
+            return_type = "summary"
+        if return_type not in _RETURN_TYPES:
+            raise ValueError(
+                f"return_type must be one of {list(_RETURN_TYPES)}, got {return_type!r}"
+            )
+        self._check_studyset(studyset)
+        if store:
+            from nimare_dask.kernels.cache import cached_ma_maps
+
+            ma = cached_ma_maps(self, studyset, self._chunks(studyset, chunks))
+            if return_type == "xarray":
+                return ma
+            if return_type == "array":
+                return ma.values
+            if return_type == "summary":
+                out = ma.astype(np.float64).sum("analysis")
+                out.name = "ma_summary"
+                out.attrs.update(self._attrs(studyset))
+                return out
+            return _csr_from_dense_chunks(ma.data)
+        if return_type == "xarray":
+            arr = self._lazy_dense(studyset, chunks)
+            return xr.DataArray(
+                arr,
+                dims=("analysis", "voxel"),
+                coords={"analysis": np.asarray(studyset.ids)},
+                name="ma",
+                attrs=self._attrs(studyset),
+            )
+        if return_type == "array":
+            return self._lazy_dense(studyset, chunks).compute()
+        if return_type == "summary":
+            out = self.reduce(studyset, "sum", chunks=chunks)
+            out.name = "ma_summary"
+            return out
+        return self._eager_csr(studyset, chunks)
+
+    def reduce(
+        self,
+        studyset: Studyset,
+        how: str = "sum",
+        weights: np.ndarray | None = None,
+        chunks: int | tuple | dict | str | None = None,
+    ) -> xr.DataArray:
+        """A voxel-wise reduction over analyses, chunk by chunk, never dense (lazy).
+
+        Each chunk of analyses gives a float64 partial over voxels (numba, one row at a time);
+        partials are added in float64 in a tree. Any chunking gives the same answer up to
+        float64 rounding (exactly the same for ``"count"`` and integer-valued sums).
+
+        Parameters
+        ----------
+        studyset : Studyset
+        how : {"sum", "log1m", "count"}
+            ``"sum"``: ``sum_i w_i * MA_i``; ``"log1m"``: ``sum_i log(1 - MA_i)`` (the ALE
+            union is ``1 - exp(.)``); ``"count"``: the number of analyses with ``MA_i > 0``.
+        weights : (n_analyses,) array, optional
+            Per-analysis weights aligned with ``studyset.ids`` (``how="sum"`` only).
+        chunks : int, tuple, dict or "auto", optional
+            As in :meth:`transform`.
+
+        Returns
+        -------
+        xarray.DataArray
+            1-D float64 over ``voxel``, dask-backed (lazy), named ``"ma_<how>"``.
+        """
+        code, w = self._how(how, weights, len(studyset))
+        self._check_studyset(studyset)
+        sizes = self._chunks(studyset, chunks)
+        token = tokenize(self.cache_key(studyset), sizes, how, w)
+        name = f"ma-maps-{how}-{token}"
+        n_vox = studyset.grid.n_voxels
+        dsk = self._graph(
+            studyset, sizes, name, _reduce_task, extra=(code, lambda a, b: w[a:b].copy())
+        )
+        graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+        parts = da.Array(graph, name, chunks=((1,) * len(sizes), (n_vox,)), dtype=np.float64)
+        total = parts.sum(axis=0, dtype=np.float64, split_every=8)
+        attrs = self._attrs(studyset)
+        attrs["reduction"] = how
+        return xr.DataArray(total, dims=("voxel",), name=f"ma_{how}", attrs=attrs)
+
+    # ------------------------------------------------------------------ eager helpers
+    def _eager(self, studyset: Studyset, chunks, task, name: str) -> list:
+        sizes = self._chunks(studyset, chunks, default=_EAGER_ROWS)
+        token = tokenize(self.cache_key(studyset), sizes)
+        dsk = self._graph(studyset, sizes, f"{name}-{token}", task)
+        keys = [k for k in dsk if isinstance(k, tuple)]
+        return _compute(dsk, keys)
+
+    def _eager_csr(self, studyset: Studyset, chunks) -> sp.csr_matrix:
+        blocks = self._eager(studyset, chunks, _csr_task, "ma-maps-csr")
+        return _vstack_sorted(blocks, studyset.grid.n_voxels)
+
+    def max_values(self, studyset: Studyset, chunks=None) -> np.ndarray:
+        """Per-analysis maximum MA value (ALE histogram bins need it) (eager).
+
+        Parameters
+        ----------
+        studyset : Studyset
+        chunks : optional
+            Analyses per task (as in :meth:`transform`).
+
+        Returns
+        -------
+        numpy.ndarray
+            (n_analyses,) float32, aligned with ``studyset.ids`` (0 for analyses without
+            in-mask MA values).
+        """
+        self._check_studyset(studyset)
+        blocks = self._eager(studyset, chunks, _max_task, "ma-maps-max")
+        return np.concatenate(blocks).astype(np.float32) if blocks else np.zeros(0, np.float32)
+
+
+def _compute(dsk: dict, keys: list) -> list:
+    """Compute the keys of a graph on the active scheduler (distributed client or threads)."""
+    from dask.delayed import Delayed
+
+    return list(dask.compute(*[Delayed(k, dsk) for k in keys]))
+
+
+def _csr_from_dense_chunks(arr: da.Array) -> sp.csr_matrix:
+    """CSR from a dask (analysis, voxel) array, one chunk of analyses at a time."""
+    from dask.delayed import delayed
+
+    parts = [delayed(sp.csr_matrix)(block) for block in arr.to_delayed().ravel()]
+    blocks = dask.compute(*parts)
+    return _vstack_sorted(list(blocks), arr.shape[1])
+
+
+def _vstack_sorted(blocks: list, n_vox: int) -> sp.csr_matrix:
+    """Stack CSR blocks whose indices are sorted, without re-checking or re-sorting."""
+    if not blocks:
+        return sp.csr_matrix((0, n_vox), dtype=np.float32)
+    nnz = [b.nnz for b in blocks]
+    data = np.concatenate([b.data for b in blocks]).astype(np.float32, copy=False)
+    idx_dtype = np.int32 if sum(nnz) < 2**31 else np.int64
+    indices = np.concatenate([b.indices for b in blocks]).astype(idx_dtype, copy=False)
+    starts = np.concatenate([[0], np.cumsum(nnz)[:-1]])
+    indptr = np.concatenate(
+        [[0]] + [b.indptr[1:].astype(np.int64) + s for b, s in zip(blocks, starts, strict=True)]
+    )
+    out = sp.csr_matrix(
+        (data, indices, indptr.astype(idx_dtype)), shape=(sum(b.shape[0] for b in blocks), n_vox)
+    )
+    out.has_sorted_indices = True
+    return out
