@@ -19,6 +19,8 @@ NiMARE 0.22.1 (``NIMARE_FACTS.md`` sections 2.2-2.7):
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 from numpy.typing import ArrayLike
@@ -321,33 +323,92 @@ def pad_histograms(parts: list[np.ndarray]) -> np.ndarray:
 
 
 @numba.njit(cache=True, nogil=True)
+def _ale_shift(a, e1m, centers, inv_step, n_bins):
+    """Output bin of ``1 - e1m * (1 - centers[a])`` minus ``a``."""
+    return _nearest_bin(1.0 - e1m * (1.0 - centers[a]), inv_step, n_bins) - a
+
+
+@numba.njit(cache=True, nogil=True)
 def _ale_combine(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out):
+    """``out[bin(1 - (1 - a)(1 - e))] += p_e * H[a]`` over all pairs, in NiMARE's order.
+
+    For a fixed non-zero exp bin ``e`` the output bin of ``a`` is non-decreasing in ``a`` and
+    grows by at most one per unit step of ``a`` (the score grows by ``(1 - c_e) * step < step``,
+    rounding errors included), so ``shift(a) = bin(a) - a`` is non-increasing: the pairs come
+    in runs of constant shift, whose ends are found by galloping search, and each run is a
+    contiguous ``out[a + shift] += p_e * H[a]``. Every output bin receives its contributions
+    in the same order as the plain double loop (exp bins outer, ``a`` inner), so the result is
+    bit-for-bit that of the plain loop, about 2.5 times faster. ``e = 0`` (where
+    ``1 - (1 - a)`` is ``a`` only up to rounding) takes the plain loop.
+    """
+    n_a = a_idx.shape[0]
     out[:] = 0.0
+    if n_a == 0:
+        return
+    a0 = a_idx[0]
+    contiguous = a_idx[n_a - 1] - a0 + 1 == n_a
     for ie in range(e_idx.shape[0]):
-        e_one_minus = 1.0 - centers[e_idx[ie]]
+        e1m = 1.0 - centers[e_idx[ie]]
         ep = e_prob[ie]
-        for ia in range(a_idx.shape[0]):
-            score = 1.0 - e_one_minus * (1.0 - centers[a_idx[ia]])
-            out[_nearest_bin(score, inv_step, n_bins)] += ep * a_prob[ia]
+        if e_idx[ie] == 0:
+            for ia in range(n_a):
+                a = a_idx[ia]
+                out[a + _ale_shift(a, e1m, centers, inv_step, n_bins)] += ep * a_prob[ia]
+            continue
+        t = 0
+        while t < n_a:
+            s = _ale_shift(a_idx[t], e1m, centers, inv_step, n_bins)
+            lo = t  # last position known to have shift s
+            hi = n_a  # first position known to differ (or the end)
+            step = 1
+            while lo + step < n_a:
+                probe = lo + step
+                if _ale_shift(a_idx[probe], e1m, centers, inv_step, n_bins) == s:
+                    lo = probe
+                    step *= 2
+                else:
+                    hi = probe
+                    break
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if _ale_shift(a_idx[mid], e1m, centers, inv_step, n_bins) == s:
+                    lo = mid
+                else:
+                    hi = mid
+            if contiguous:
+                # slices, then a plain loop: LLVM vectorizes it (multiply, then add: the same
+                # rounding as the scalar loop; no fused multiply-add)
+                dst = out[a0 + s + t : a0 + s + hi]
+                src = a_prob[t:hi]
+                for v in range(hi - t):
+                    dst[v] = dst[v] + ep * src[v]
+            else:
+                for v in range(t, hi):
+                    out[a_idx[v] + s] += ep * a_prob[v]
+            t = hi
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _ale_combine_parallel(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, n_parts):
-    partial = np.zeros((n_parts, n_bins), dtype=np.float64)
-    n_e = e_idx.shape[0]
-    for part in numba.prange(n_parts):
-        start = part * n_e // n_parts
-        stop = (part + 1) * n_e // n_parts
-        buf = partial[part]
-        for ie in range(start, stop):
-            e_one_minus = 1.0 - centers[e_idx[ie]]
-            ep = e_prob[ie]
-            for ia in range(a_idx.shape[0]):
-                score = 1.0 - e_one_minus * (1.0 - centers[a_idx[ia]])
-                buf[_nearest_bin(score, inv_step, n_bins)] += ep * a_prob[ia]
-    out[:] = 0.0
-    for part in range(n_parts):
-        out += partial[part]
+#: Pairs per combination step below which threads are not worth their overhead.
+_PARALLEL_MIN_WORK = 1_000_000
+
+
+def _ale_combine_threads(
+    a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, pool, n_parts
+):
+    """The combination split over exp bins, one private buffer per thread (GIL released)."""
+    bounds = np.linspace(0, e_idx.size, n_parts + 1).astype(np.int64)
+    bufs = [np.empty(n_bins) for _ in range(n_parts)]
+
+    def run(i):
+        _ale_combine(
+            a_idx, a_prob, e_idx[bounds[i] : bounds[i + 1]], e_prob[bounds[i] : bounds[i + 1]],
+            centers, inv_step, n_bins, bufs[i],
+        )  # fmt: skip
+
+    list(pool.map(run, range(n_parts)))
+    out[:] = bufs[0]
+    for buf in bufs[1:]:
+        out += buf
 
 
 def ale_null_from_histograms(
@@ -395,16 +456,17 @@ def ale_null_from_histograms(
 
     hist = study_hist(counts[0])
     tmp = np.zeros(n_bins, dtype=np.float64)
-    for i in range(1, counts.shape[0]):
-        h = study_hist(counts[i])
-        a_idx = np.flatnonzero(hist > 0)
-        e_idx = np.flatnonzero(h > 0)
-        args = (a_idx, hist[a_idx], e_idx, h[e_idx], centers, inv_step, n_bins, tmp)
-        if n_threads > 1 and a_idx.size * e_idx.size > 2_000_000:
-            _ale_combine_parallel(*args, min(n_threads, e_idx.size))
-        else:
-            _ale_combine(*args)
-        hist, tmp = tmp, hist
+    with ThreadPoolExecutor(max(1, n_threads)) as pool:
+        for i in range(1, counts.shape[0]):
+            h = study_hist(counts[i])
+            a_idx = np.flatnonzero(hist > 0)
+            e_idx = np.flatnonzero(h > 0)
+            args = (a_idx, hist[a_idx], e_idx, h[e_idx], centers, inv_step, n_bins, tmp)
+            if n_threads > 1 and a_idx.size * e_idx.size > _PARALLEL_MIN_WORK:
+                _ale_combine_threads(*args, pool, min(n_threads, e_idx.size))
+            else:
+                _ale_combine(*args)
+            hist, tmp = tmp, hist
     return hist
 
 
