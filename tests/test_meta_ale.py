@@ -87,7 +87,8 @@ def test_ale_one_dask_compute(pain_studyset):
     with dask.config.set(scheduler=counting_get):
         ALE(kernel__fwhm=10).fit(pain_studyset)
         assert len(calls) == 1
-        ALESubtraction(kernel__fwhm=10).fit(
+        # the MA maps in one dask.compute; the permutations then run on the Monte Carlo engine
+        ALESubtraction(kernel__fwhm=10, n_iters=5, progress=False).fit(
             pain_studyset.slice(pain_studyset.ids[:11]), pain_studyset.slice(pain_studyset.ids[11:])
         )
         assert len(calls) == 2
@@ -162,8 +163,6 @@ def test_ale_sleuth_parity(nimare_resources):
 
 
 def test_ale_null_methods():
-    with pytest.raises(NotImplementedError, match="montecarlo"):
-        ALE(null_method="montecarlo").fit(None)
     with pytest.raises(ValueError, match="null_method"):
         ALE(null_method="exact").fit(None)
     with pytest.raises(TypeError, match="Studyset"):
@@ -185,7 +184,7 @@ def test_ale_subtraction_parity(pain_halves):
     from nimare.meta.cbma import ALESubtraction as NiMAREALESubtraction
 
     ss1, ss2, n1, n2 = pain_halves
-    ours = ALESubtraction().fit(ss1, ss2)
+    ours = ALESubtraction(n_iters=10, progress=False).fit(ss1, ss2)
     ref = NiMAREALESubtraction(n_iters=10).fit(n1, n2)
     groups = [f"{m}_desc-group{g}" for g in (1, 2) for m in ("stat", "p", "z", "logp")]
     _assert_maps(
@@ -194,17 +193,17 @@ def test_ale_subtraction_parity(pain_halves):
         ["stat_desc-group1MinusGroup2", *groups],
         stat_names=("stat_desc-group1MinusGroup2", "stat_desc-group1", "stat_desc-group2"),
     )
-    assert set(ours.maps_names) == {"stat_desc-group1MinusGroup2", *groups}
+    diff = [f"{m}_desc-group1MinusGroup2" for m in ("stat", "p", "z", "logp")]
+    assert set(ours.maps_names) == {*diff, *groups}
     assert "laird2005ale" in ours.description
+    # the permutation p-values are tested in test_fwe_pairwise.py
 
 
-def test_ale_subtraction_permutation_parts_not_available(pain_halves):
+def test_ale_subtraction_input_errors(pain_halves):
     ss1, ss2, _, _ = pain_halves
-    with pytest.raises(NotImplementedError, match="permutation"):
-        ALESubtraction(vfwe_only=False).fit(ss1, ss2)
-    with pytest.raises(NotImplementedError, match="permutation"):
-        ALESubtraction().fit(ss1, ss2, inference_map1=np.ones(10))
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(ValueError, match="inference_map1"):
+        ALESubtraction(n_iters=5, progress=False).fit(ss1, ss2, inference_map1=np.ones(10))
+    with pytest.raises(RuntimeError, match="fit"):
         ALESubtraction().correct_fwe_montecarlo(None)
 
 

@@ -67,10 +67,11 @@ def test_kernel_transformer_alias_and_unknown_kwargs():
         cbma.ALE(kernel=ALEKernel(), kernel_transformer=ALEKernel())
 
 
-def test_montecarlo_not_available_yet(pain_studyset):
+def test_unknown_null_method(pain_studyset):
+    # null_method="montecarlo" is tested in test_null_montecarlo.py
     for cls in (cbma.ALE, cbma.MKDADensity, cbma.KDA):
-        with pytest.raises(NotImplementedError, match="montecarlo"):
-            cls(null_method="montecarlo").fit(pain_studyset)
+        with pytest.raises(ValueError, match="null_method"):
+            cls(null_method="exact").fit(pain_studyset)
 
 
 def test_compute_keeps_order():

@@ -40,6 +40,7 @@ __all__ = [
     "max_cluster_stats",
     "max_cluster_stats_batch",
     "max_cluster_stats_sparse",
+    "max_stats_of_supra",
     "neighbours",
 ]
 
@@ -166,6 +167,25 @@ def _max_of_components(comp, n_comp, vals, thr):
         sizes[c] += 1
         masses[c] += abs(np.float64(vals[k])) - thr
     return sizes.max(), masses.max()
+
+
+@numba.njit(nogil=True, cache=True)
+def max_stats_of_supra(supra, vals, nbrs, thr, scratch):
+    """Largest cluster size and mass of given supra-threshold voxels (numba-callable).
+
+    For compiled callers (the Monte Carlo block loops) that have already found the
+    supra-threshold voxels of a map: ``supra`` (int64, ascending in-mask indices), ``vals``
+    (float64, their values; voxels of different sign are never joined), ``nbrs`` the
+    :func:`neighbours` table, ``thr`` the threshold (mass is ``sum(|v| - thr)``) and
+    ``scratch`` an int32 zero array over all voxels (left all zero).
+
+    Returns
+    -------
+    (int, float)
+        Max size and max mass (0, 0.0 when ``supra`` is empty).
+    """
+    comp, n_comp = _components(supra, vals, nbrs, scratch)
+    return _max_of_components(comp, n_comp, vals, thr)
 
 
 @numba.njit(nogil=True, cache=True)

@@ -1,0 +1,613 @@
+"""The hot loops of the Monte Carlo nulls (numba, GIL released so threads scale).
+
+Random-foci iterations (ALE, MKDADensity, KDA, SCALE, MKDAChi2 "random-foci")
+------------------------------------------------------------------------------
+One iteration places every focus of every study at a random position and reduces the studies'
+modelled-activation (MA) maps straight into a float64 accumulator over the in-mask voxels,
+without building any MA map:
+
+* ALE (:func:`ale_accumulate`): ``acc[v] = sum_i log(1 - MA_i[v])`` with ``MA_i`` the voxel-wise
+  maximum over study ``i``'s foci. The kernel is scattered as its precomputed ``log(1 - value)``
+  (float32 ``log1p``, the arithmetic of the observed statistic), so the per-study maximum of MA
+  is the minimum of these logs and no logarithm is evaluated in the loop. Studies with one focus
+  are added directly; others go through a scratch vector and a list of the voxels they touched.
+* MKDA (:func:`union_accumulate`): ``acc[v] += w_i * value`` once per study covering ``v``.
+* KDA (:func:`sum_accumulate`): ``acc[v] += w_i * value`` for every focus covering ``v``.
+
+A *scan* then reads the accumulator once (and zeroes it for the next iteration): the maximum
+statistic, and the supra-threshold voxels in ascending voxel order, which the 6-connected
+labelling of :mod:`nimare_dask.stats.clusters` turns into the largest cluster size and mass.
+For ALE the statistic ``float32(1 - exp(acc))`` is monotone in ``acc``, so the maximum needs one
+``exp`` and the threshold test evaluates ``exp`` only near the threshold.
+
+Label permutations (ALESubtraction, MKDAChi2)
+---------------------------------------------
+The studies' maps are fixed; a block of ``B`` permutations is a product of the (B x n_studies)
+0/1 membership matrix with the (n_studies x voxels) maps. Stored voxel-major (CSC: per voxel
+the studies touching it, ascending), the product for one voxel is a few vectorised ``B``-wide
+multiply-adds per touching study (:func:`ale_group_sums`, :func:`count_group_sums`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from nimare_dask.stats.clusters import max_stats_of_supra
+
+__all__ = [
+    "ale_accumulate",
+    "ale_diff_block",
+    "ale_scan",
+    "ale_scan_exceed",
+    "ale_scan_hist",
+    "chi2_block_stats",
+    "count_group_sums",
+    "sum_accumulate",
+    "sum_scan",
+    "sum_scan_hist",
+    "union_accumulate",
+]
+
+
+# ---------------------------------------------------------------------------- geometry
+def kernel_runs(starts, offsets):
+    """Split each kernel of a bank into runs of consecutive offsets along the last axis.
+
+    Entries of a kernel are sorted by (di, dj, dk) (as the kernel builders make them).
+
+    Returns
+    -------
+    run_ptr : numpy.ndarray
+        (n_kernels + 1,) int64: kernel ``kk`` owns runs ``run_ptr[kk]:run_ptr[kk+1]``.
+    runs : numpy.ndarray
+        (5, n_runs) int64 rows ``di, dj, dk0, length, first entry``.
+    extent : numpy.ndarray
+        (n_kernels, 3) int64: the largest ``|offset|`` per axis (for overlap tests).
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 3)
+    runs = []
+    run_ptr = [0]
+    extent = []
+    for kk in range(len(starts) - 1):
+        t0, t1 = int(starts[kk]), int(starts[kk + 1])
+        o = offsets[t0:t1]
+        extent.append(np.abs(o).max(axis=0) if len(o) else np.zeros(3, np.int64))
+        if len(o) > 1:
+            key = o[:, 0] * (1 << 40) + o[:, 1] * (1 << 20) + o[:, 2]
+            if np.any(np.diff(key) <= 0):
+                raise ValueError("kernel offsets must be sorted by (di, dj, dk) and unique")
+        t = t0
+        while t < t1:
+            e = t + 1
+            while (
+                e < t1
+                and offsets[e, 0] == offsets[t, 0]
+                and offsets[e, 1] == offsets[t, 1]
+                and offsets[e, 2] == offsets[e - 1, 2] + 1
+            ):
+                e += 1
+            runs.append((offsets[t, 0], offsets[t, 1], offsets[t, 2], e - t, t))
+            t = e
+        run_ptr.append(len(runs))
+    runs = np.asarray(runs, dtype=np.int64).reshape(-1, 5).T.copy()
+    return (
+        np.asarray(run_ptr, dtype=np.int64),
+        runs,
+        np.asarray(extent, dtype=np.int64).reshape(-1, 3),
+    )
+
+
+def mask_segments(mask):
+    """Runs of in-mask voxels along the last axis of each grid row.
+
+    In-mask voxels are numbered in C order, so the voxels of a segment have consecutive
+    indices.
+
+    Returns
+    -------
+    rows : numpy.ndarray
+        (4, s0 * s1) int64: per grid row ``x * s1 + y``, its first segment's first and last
+        ``z`` and in-mask index of the first, and its number of segments (0: no voxel;
+        the first ``z`` is then 1 and the last 0).
+    seg_ptr, segs : numpy.ndarray
+        All segments: row ``r`` owns ``segs[:, seg_ptr[r]:seg_ptr[r+1]]`` (3 rows as above).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    s0, s1, s2 = mask.shape
+    flat = mask.reshape(s0 * s1, s2).astype(np.int8)
+    pad = np.zeros((flat.shape[0], 1), dtype=np.int8)
+    d = np.diff(np.concatenate([pad, flat, pad], axis=1), axis=1)
+    row_s, z_s = np.nonzero(d == 1)
+    _, z_e = np.nonzero(d == -1)
+    counts = np.bincount(row_s, minlength=s0 * s1)
+    seg_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    before = np.cumsum(flat.ravel()) - flat.ravel()  # in-mask index of each grid voxel
+    base = before[row_s * s2 + z_s]
+    segs = np.stack([z_s, z_e - 1, base]).astype(np.int64)
+    rows = np.zeros((4, s0 * s1), dtype=np.int64)
+    rows[0] = 1
+    has = counts > 0
+    first = seg_ptr[:-1][has]
+    rows[0, has] = segs[0, first]
+    rows[1, has] = segs[1, first]
+    rows[2, has] = segs[2, first]
+    rows[3] = counts
+    return rows, seg_ptr, segs
+
+
+# ---------------------------------------------------------------------------- run scatter
+# ``op``: 0 = target[v] += val[e]; 1 = target[v] = min(target[v], val[e]);
+# 2 = target[v] = 1; 3 = target[v] += c. Ops 1 and 2 record the spans they touch.
+@njit(nogil=True, cache=True, inline="always")
+def _span(target, a, e, n, entry, op, c):
+    # unsigned indices: numba then drops its negative-index wraparound and LLVM vectorises
+    ua = np.uint64(a)
+    ue = np.uint64(e)
+    if op == 0:
+        for z in range(np.uint64(n)):
+            target[ua + z] += entry[ue + z]
+    elif op == 1:
+        for z in range(np.uint64(n)):
+            val = entry[ue + z]
+            cur = target[ua + z]
+            target[ua + z] = val if val < cur else cur
+    elif op == 2:
+        for z in range(np.uint64(n)):
+            target[ua + z] = 1.0
+    else:
+        for z in range(np.uint64(n)):
+            target[ua + z] += c
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _shared_run(x, y, z0, z1, ijk, partners, n_partners, ext):
+    """Whether a run of voxels may also be reached by a partner focus's kernel box."""
+    for p in range(n_partners):
+        g = partners[p]
+        if (
+            abs(x - ijk[g, 0]) <= ext[0]
+            and abs(y - ijk[g, 1]) <= ext[1]
+            and z1 >= ijk[g, 2] - ext[2]
+            and z0 <= ijk[g, 2] + ext[2]
+        ):
+            return True
+    return False
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _scatter_runs(
+    f, kk, ijk, run_ptr, runs, entry, s0, s1, rows, seg_ptr, segs, direct, op_direct, c,
+    shared, op_shared, partners, n_partners, ext, spans, n_spans,
+):  # fmt: skip
+    """Scatter kernel ``kk`` centred on focus ``f``.
+
+    Runs that no partner focus's kernel box reaches go to ``direct`` with ``op_direct``; the
+    others to ``shared`` with ``op_shared``, their spans recorded for :func:`_flush`.
+    """
+    i, j, k = ijk[f, 0], ijk[f, 1], ijk[f, 2]
+    for q in range(run_ptr[kk], run_ptr[kk + 1]):
+        x = i + runs[0, q]
+        y = j + runs[1, q]
+        if x < 0 or x >= s0 or y < 0 or y >= s1:
+            continue
+        row = x * s1 + y
+        z0 = k + runs[2, q]
+        z1 = z0 + runs[3, q] - 1
+        share = n_partners > 0 and _shared_run(x, y, z0, z1, ijk, partners, n_partners, ext)
+        if rows[3, row] == 1:
+            zs = rows[0, row]
+            ze = rows[1, row]
+            lo = z0 if z0 > zs else zs
+            hi = z1 if z1 < ze else ze
+            if lo > hi:
+                continue
+            a = rows[2, row] - zs + lo
+            if share:
+                _span(shared, a, runs[4, q] + lo - z0, hi - lo + 1, entry, op_shared, c)
+                spans[0, n_spans] = a
+                spans[1, n_spans] = hi - lo + 1
+                n_spans += 1
+            else:
+                _span(direct, a, runs[4, q] + lo - z0, hi - lo + 1, entry, op_direct, c)
+            continue
+        for s in range(seg_ptr[row], seg_ptr[row + 1]):
+            zs = segs[0, s]
+            lo = z0 if z0 > zs else zs
+            hi = z1 if z1 < segs[1, s] else segs[1, s]
+            if lo > hi:
+                continue
+            a = segs[2, s] - zs + lo
+            if share:
+                _span(shared, a, runs[4, q] + lo - z0, hi - lo + 1, entry, op_shared, c)
+                spans[0, n_spans] = a
+                spans[1, n_spans] = hi - lo + 1
+                n_spans += 1
+            else:
+                _span(direct, a, runs[4, q] + lo - z0, hi - lo + 1, entry, op_direct, c)
+    return n_spans
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _flush(acc, scratch, spans, n_spans, c, use_c):
+    """acc += scratch (or c * scratch) over the recorded spans; scratch back to zero.
+
+    A span recorded twice adds 0.0 the second time (exact), so overlaps need no bookkeeping.
+    """
+    for q in range(n_spans):
+        a = np.uint64(spans[0, q])
+        for z in range(np.uint64(spans[1, q])):
+            if use_c:
+                acc[a + z] += c * scratch[a + z]
+            else:
+                acc[a + z] += np.float64(scratch[a + z])
+            scratch[a + z] = 0.0
+
+
+@njit(nogil=True, cache=True)
+def _partners(ijk, f0, f1, f, ext, out):
+    """The foci of the same study whose kernel box meets focus ``f``'s; returns their count."""
+    n = 0
+    for g in range(f0, f1):
+        if g == f:
+            continue
+        if (
+            abs(ijk[g, 0] - ijk[f, 0]) <= 2 * ext[0]
+            and abs(ijk[g, 1] - ijk[f, 1]) <= 2 * ext[1]
+            and abs(ijk[g, 2] - ijk[f, 2]) <= 2 * ext[2]
+        ):
+            out[n] = g
+            n += 1
+    return n
+
+
+@njit(nogil=True, cache=True)
+def _study_pass(
+    ijk, f0, f1, kk, run_ptr, runs, entry, s0, s1, rows, seg_ptr, segs, acc, op_direct, c,
+    scratch, op_shared, ext, partners, spans,
+):  # fmt: skip
+    """One study's foci into ``acc``: shared voxels through ``scratch``; returns spans used."""
+    n = 0
+    for f in range(f0, f1):
+        n_p = _partners(ijk, f0, f1, f, ext, partners) if f1 - f0 > 1 else 0
+        n = _scatter_runs(
+            f, kk, ijk, run_ptr, runs, entry, s0, s1, rows, seg_ptr, segs, acc, op_direct, c,
+            scratch, op_shared, partners, n_p, ext, spans, n,
+        )  # fmt: skip
+    return n
+
+
+# ---------------------------------------------------------------------------- ALE
+@njit(nogil=True, cache=True)
+def ale_accumulate(
+    ijk, ptr, row_kid, run_ptr, runs, extent, logv, shape, rows, seg_ptr, segs, acc, scratch,
+    spans,
+):  # fmt: skip
+    """Add ``sum_i log(1 - MA_i)`` of the studies with foci at ``ijk`` into ``acc``.
+
+    ``logv[t] < 0`` is ``log1p(-value_t)`` of kernel entry ``t`` (float32, like ``scratch``);
+    row ``r``'s foci are ``ijk[ptr[r]:ptr[r+1]]`` and use kernel ``row_kid[r]``. Voxels only one
+    focus of a study can reach are added directly; the others take the minimum of the logs
+    (the maximum MA) in ``scratch`` (float32 zeros, left zero) first. ``spans`` must hold
+    every span of the largest study.
+    """
+    s0, s1 = shape[0], shape[1]
+    partners = np.empty(max(1, _max_foci(ptr)), dtype=np.int64)
+    for r in range(ptr.shape[0] - 1):
+        f0 = ptr[r]
+        f1 = ptr[r + 1]
+        if f1 == f0:
+            continue
+        kk = row_kid[r]
+        n = _study_pass(
+            ijk, f0, f1, kk, run_ptr, runs, logv, s0, s1, rows, seg_ptr, segs, acc, 0, 0.0,
+            scratch, 1, extent[kk], partners, spans,
+        )  # fmt: skip
+        if n:
+            _flush(acc, scratch, spans, n, 0.0, False)
+
+
+@njit(nogil=True, cache=True)
+def _max_foci(ptr):
+    m = 0
+    for r in range(ptr.shape[0] - 1):
+        if ptr[r + 1] - ptr[r] > m:
+            m = ptr[r + 1] - ptr[r]
+    return m
+
+
+@njit(nogil=True, cache=True)
+def _ale_value(a):
+    return np.float32(1.0 - np.exp(a))
+
+
+@njit(nogil=True, cache=True)
+def ale_scan(acc, thr, cluster, nbrs, cl_scratch, idx_buf, val_buf):
+    """Max ALE and (optionally) the largest cluster above ``thr``; zeroes ``acc``.
+
+    ``idx_buf`` and ``val_buf`` (int64 and float64, one slot per voxel) receive the
+    supra-threshold voxels. Returns ``(max_stat float32, max_size, max_mass)``. Voxels are
+    supra-threshold when
+    ``float32(1 - exp(acc)) > thr`` (NiMARE thresholds its float32 map). Only voxels whose
+    ``acc`` lies below ``log1p(-thr)`` plus a margin far wider than float32 rounding are
+    evaluated exactly.
+    """
+    n = acc.shape[0]
+    lowest = 0.0
+    bound = np.log1p(-thr) + 1e-6 if thr < 1.0 else -np.inf
+    m = 0
+    for v in range(n):
+        a = acc[v]
+        if a < lowest:
+            lowest = a
+        if cluster and a < bound:
+            s = np.float64(_ale_value(a))
+            if s > thr:
+                idx_buf[m] = v
+                val_buf[m] = s
+                m += 1
+        acc[v] = 0.0
+    size = 0
+    mass = 0.0
+    if cluster and m:
+        size, mass = max_stats_of_supra(idx_buf[:m], val_buf[:m], nbrs, thr, cl_scratch)
+    return _ale_value(lowest), size, mass
+
+
+@njit(nogil=True, cache=True)
+def _hist_index(x, edges):
+    """np.histogram's bin of ``x`` for increasing ``edges`` (last bin closed); -1 outside."""
+    n_bins = edges.shape[0] - 1
+    if x < edges[0] or x > edges[n_bins]:
+        return -1
+    step = edges[1] - edges[0]
+    b = int((x - edges[0]) / step)
+    if b > n_bins - 1:
+        b = n_bins - 1
+    while b > 0 and x < edges[b]:
+        b -= 1
+    while b < n_bins - 1 and x >= edges[b + 1]:
+        b += 1
+    return b
+
+
+@njit(nogil=True, cache=True)
+def ale_scan_hist(acc, edges, counts):
+    """Histogram the float32 ALE map of ``acc`` into ``counts`` (np.histogram on ``edges``).
+
+    Returns the index of the last non-empty bin of this map (NiMARE's ``_get_last_bin``);
+    zeroes ``acc``.
+    """
+    n = acc.shape[0]
+    last = 0
+    zero_bin = _hist_index(0.0, edges)
+    n_zero = 0
+    for v in range(n):
+        a = acc[v]
+        acc[v] = 0.0
+        if a == 0.0:
+            n_zero += 1
+            continue
+        b = _hist_index(np.float64(_ale_value(a)), edges)
+        if b >= 0:
+            counts[b] += 1
+            if b > last:
+                last = b
+    if zero_bin >= 0 and n_zero:
+        counts[zero_bin] += n_zero
+        if zero_bin > last:
+            last = zero_bin
+    return last
+
+
+# ---------------------------------------------------------------------------- MKDA / KDA
+@njit(nogil=True, cache=True)
+def union_accumulate(
+    ijk, ptr, row_kid, run_ptr, runs, extent, entry, shape, rows, seg_ptr, segs, contrib, acc,
+    scratch, spans,
+):  # fmt: skip
+    """``acc[v] += contrib[r]`` once for every study ``r`` with a kernel covering ``v``."""
+    s0, s1 = shape[0], shape[1]
+    partners = np.empty(max(1, _max_foci(ptr)), dtype=np.int64)
+    for r in range(ptr.shape[0] - 1):
+        f0 = ptr[r]
+        f1 = ptr[r + 1]
+        if f1 == f0:
+            continue
+        kk = row_kid[r]
+        n = _study_pass(
+            ijk, f0, f1, kk, run_ptr, runs, entry, s0, s1, rows, seg_ptr, segs, acc, 3,
+            contrib[r], scratch, 2, extent[kk], partners, spans,
+        )  # fmt: skip
+        if n:
+            _flush(acc, scratch, spans, n, contrib[r], True)
+
+
+@njit(nogil=True, cache=True)
+def sum_accumulate(
+    ijk, ptr, row_kid, run_ptr, runs, entry, shape, rows, seg_ptr, segs, contrib, acc
+):  # fmt: skip
+    """``acc[v] += contrib[r]`` for every focus of study ``r`` whose kernel covers ``v``."""
+    s0, s1 = shape[0], shape[1]
+    spans = np.zeros((2, 0), dtype=np.int64)
+    partners = np.zeros(0, dtype=np.int64)
+    ext = np.zeros(3, dtype=np.int64)
+    for r in range(ptr.shape[0] - 1):
+        kk = row_kid[r]
+        for f in range(ptr[r], ptr[r + 1]):
+            _scatter_runs(
+                f, kk, ijk, run_ptr, runs, entry, s0, s1, rows, seg_ptr, segs, acc, 3,
+                contrib[r], acc, 3, partners, 0, ext, spans, 0,
+            )  # fmt: skip
+
+
+@njit(nogil=True, cache=True)
+def sum_scan(acc, thr, cluster, nbrs, cl_scratch, idx_buf, val_buf):
+    """Max of ``float32(acc)`` and (optionally) the largest cluster above ``thr``; zeroes ``acc``.
+
+    ``idx_buf``/``val_buf`` as for :func:`ale_scan`. Returns ``(max_stat float32, max_size, max_mass)``.
+    """
+    n = acc.shape[0]
+    best = np.float32(0.0)
+    m = 0
+    for v in range(n):
+        s = np.float32(acc[v])
+        acc[v] = 0.0
+        if s > best:
+            best = s
+        if cluster and np.float64(s) > thr:
+            idx_buf[m] = v
+            val_buf[m] = np.float64(s)
+            m += 1
+    size = 0
+    mass = 0.0
+    if cluster and m:
+        size, mass = max_stats_of_supra(idx_buf[:m], val_buf[:m], nbrs, thr, cl_scratch)
+    return best, size, mass
+
+
+@njit(nogil=True, cache=True)
+def sum_scan_hist(acc, edges, counts, rint_step):
+    """Histogram ``float32(acc)`` into ``counts``; zeroes ``acc``; returns the last bin.
+
+    ``rint_step > 0`` bins by ``rint(value / rint_step)`` clipped to the grid (NiMARE's weighted
+    MKDA null); otherwise np.histogram on ``edges``.
+    """
+    n = acc.shape[0]
+    n_bins = counts.shape[0]
+    last = 0
+    for v in range(n):
+        s = np.float64(np.float32(acc[v]))
+        acc[v] = 0.0
+        if rint_step > 0:
+            b = int(np.rint(s / rint_step))
+            if b < 0:
+                b = 0
+            if b > n_bins - 1:
+                b = n_bins - 1
+        else:
+            b = _hist_index(s, edges)
+        if b >= 0:
+            counts[b] += 1
+            if b > last:
+                last = b
+    return last
+
+
+# ---------------------------------------------------------------------------- permutations
+@njit(nogil=True, cache=True)
+def ale_group_sums(indptr, rows, logs, v, member, acc1, acc2):
+    """Per permutation ``b``: the group log-sums at voxel ``v`` (study order, float64).
+
+    ``member`` is (n_studies, B) float64 0/1 (1 = group 1); entries of voxel ``v`` are
+    ``rows/logs[indptr[v]:indptr[v+1]]`` (ascending study).
+    """
+    n_b = acc1.shape[0]
+    for b in range(n_b):
+        acc1[b] = 0.0
+        acc2[b] = 0.0
+    for e in range(indptr[v], indptr[v + 1]):
+        i = rows[e]
+        lv = np.float64(logs[e])
+        for b in range(n_b):
+            m = member[i, b]
+            acc1[b] += m * lv
+            acc2[b] += (1.0 - m) * lv
+
+
+@njit(nogil=True, cache=True)
+def ale_diff_block(
+    indptr, rows, logs, voxels, member, obs, obs_mode, upper, lower, absmax, diffs
+):  # fmt: skip
+    """ALE differences of a block of label permutations, voxel by voxel.
+
+    For each voxel ``voxels[q]`` and permutation ``b``: ``d = (1 - exp(S1)) - (1 - exp(S2))``
+    (float64, NiMARE's arithmetic). ``absmax[b]`` is updated with ``|d|``; with
+    ``obs_mode`` 1, ``upper[q] += d >= obs[q]`` and ``lower[q] += d <= obs[q]``; ``diffs``
+    (B x n_out float32, or 0 x 0) receives ``d`` when it has rows.
+    """
+    n_b = member.shape[1]
+    acc1 = np.zeros(n_b)
+    acc2 = np.zeros(n_b)
+    store = diffs.shape[0] > 0
+    for q in range(voxels.shape[0]):
+        v = voxels[q]
+        if indptr[v + 1] == indptr[v]:
+            # nobody touches v: every difference is exactly 0
+            if obs_mode == 1:
+                o = obs[q]
+                if 0.0 >= o:
+                    upper[q] += n_b
+                if 0.0 <= o:
+                    lower[q] += n_b
+            continue
+        ale_group_sums(indptr, rows, logs, v, member, acc1, acc2)
+        o = obs[q] if obs_mode == 1 else 0.0
+        up = 0
+        low = 0
+        for b in range(n_b):
+            d = (1.0 - np.exp(acc1[b])) - (1.0 - np.exp(acc2[b]))
+            ad = abs(d)
+            if ad > absmax[b]:
+                absmax[b] = ad
+            if obs_mode == 1:
+                if d >= o:
+                    up += 1
+                if d <= o:
+                    low += 1
+            if store:
+                diffs[b, q] = d
+        upper[q] += up
+        lower[q] += low
+
+
+@njit(nogil=True, cache=True)
+def count_group_sums(indptr, rows, v, member, c1):
+    """Per permutation ``b``: the number of group-1 studies active at voxel ``v``."""
+    n_b = c1.shape[0]
+    for b in range(n_b):
+        c1[b] = 0.0
+    for e in range(indptr[v], indptr[v + 1]):
+        i = rows[e]
+        for b in range(n_b):
+            c1[b] += member[i, b]
+
+
+@njit(nogil=True, cache=True)
+def chi2_block_stats(indptr, rows, member, n1, n2, total, c1_out):
+    """Group-1 active-study counts of a block of permutations, (B, n_voxels) float64.
+
+    ``total[v]`` is the number of active studies of either group at ``v``; group 2's count is
+    ``total - c1`` (exact: integers).
+    """
+    n_vox = indptr.shape[0] - 1
+    n_b = member.shape[1]
+    c1 = np.zeros(n_b)
+    for v in range(n_vox):
+        if indptr[v + 1] == indptr[v]:
+            for b in range(n_b):
+                c1_out[b, v] = 0.0
+            continue
+        count_group_sums(indptr, rows, v, member, c1)
+        for b in range(n_b):
+            c1_out[b, v] = c1[b]
+
+
+@njit(nogil=True, cache=True)
+def ale_scan_exceed(acc, stat, counts):
+    """SCALE: ``counts[v] += float32(1 - exp(acc[v])) >= stat[v]``; returns the max ALE.
+
+    Zeroes ``acc``.
+    """
+    n = acc.shape[0]
+    lowest = 0.0
+    for v in range(n):
+        a = acc[v]
+        acc[v] = 0.0
+        if a < lowest:
+            lowest = a
+        s = _ale_value(a) if a != 0.0 else np.float32(0.0)
+        if s >= stat[v]:
+            counts[v] += 1
+    return _ale_value(lowest)
