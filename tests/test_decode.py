@@ -210,7 +210,7 @@ def test_resolve_chunks_sizes_blocks_by_feature_count():
         fm.resolve_chunks({"studies": 3}, 5, 100)
 
 
-def test_one_sample_ale_is_fit_per_feature(laird, nimare_laird, features):
+def test_one_sample_ale_is_fit_per_feature(laird, nimare_laird, features, tmp_path):
     from nimare.decode.continuous import CorrelationDecoder as NiMARECorrelationDecoder
     from nimare.meta.cbma import ALE as NiMAREALE
 
@@ -229,6 +229,16 @@ def test_one_sample_ale_is_fit_per_feature(laird, nimare_laird, features):
         np.testing.assert_allclose(
             dec.maps_.get_map(f, "array"), ref.results_.maps[f], rtol=1e-5, atol=1e-6
         )
+    # persisted batch by batch (one stored feature chunk per batch of fits)
+    laird.to_zarr(tmp_path / "laird.zarr")
+    stored = CorrelationDecoder(
+        features=feats,
+        meta_estimator=ALE(kernel__fwhm=10),
+        target_image="z",
+        chunks={"feature": 1},
+    ).fit(open_studyset(tmp_path / "laird.zarr"))
+    assert stored.maps_.is_lazy
+    np.testing.assert_array_equal(stored.maps_.maps.values, dec.maps_.maps.values)
 
 
 def test_store_persists_and_reuses_maps(laird, features, tmp_path, monkeypatch, test_image):
@@ -376,3 +386,27 @@ def test_studies_without_foci_are_ignored(laird, features):
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="without foci"):
         CorrelationDecoder(features=features).fit(ss, drop_invalid=False)
+
+
+def test_fsspec_store_and_distributed_cluster(laird, features):
+    """Maps written to an fsspec URL store, and computed by worker processes of a cluster."""
+    from distributed import Client, LocalCluster
+
+    ref = CorrelationDecoder(features=features).fit(laird)
+    x = ref.maps_.get_map(features[0], "array")
+    r_ref = ref.transform(x)
+    url = "memory://decode-test/laird.zarr"
+    laird.to_zarr(url, overwrite=True)
+    dec = CorrelationDecoder(features=features).fit(open_studyset(url))
+    assert dec.maps_.location.startswith("memory://")
+    np.testing.assert_array_equal(dec.maps_.maps.values, ref.maps_.maps.values)
+    pd.testing.assert_frame_equal(CorrelationDecoder.from_store(url).transform(x), r_ref)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None
+        ) as cl,
+        Client(cl),
+    ):
+        on_cluster = CorrelationDecoder(features=features).fit(laird)
+        np.testing.assert_array_equal(on_cluster.maps_.maps.values, ref.maps_.maps.values)
+        pd.testing.assert_frame_equal(on_cluster.transform(x), r_ref)

@@ -889,8 +889,12 @@ def write_feature_maps(
         else:
             arr = maps if isinstance(maps, da.Array) else da.from_array(np.asarray(maps))
             arr = arr.astype(np.float32)
-            if arr.chunks[1] and max(arr.chunks[1]) != vchunk or len(set(arr.chunks[1][:-1])) > 1:
+            # every dask chunk must cover whole zarr chunks (except at the ends)
+            fc, vc = arr.chunks
+            if not (all(c == vchunk for c in vc[:-1]) and vc[-1] <= vchunk):
                 arr = arr.rechunk({1: vchunk})
+            if not all(c % fchunk == 0 for c in fc[:-1]):
+                arr = arr.rechunk({0: fchunk})
             ds = xr.Dataset(
                 {"maps": (("feature", "voxel"), arr), "n_selected": ("feature", nsel)},
                 coords=coords,
