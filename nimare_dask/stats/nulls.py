@@ -411,8 +411,18 @@ def _ale_combine_threads(
         out += buf
 
 
+#: Null-histogram mass below which a bin is not propagated to later studies. The float32 p-value
+#: floor is 1.4e-45, so mass under 1e-60 (summed over at most 1e5 bins: < 1e-55) cannot change
+#: any float32 p-value; dropping it halves the work on large studysets (NiMARE propagates it).
+ALE_NULL_PRUNE = 1e-60
+
+
 def ale_null_from_histograms(
-    study_counts: np.ndarray, n_voxels: int, histogram_bins: np.ndarray, n_threads: int = 1
+    study_counts: np.ndarray,
+    n_voxels: int,
+    histogram_bins: np.ndarray,
+    n_threads: int = 1,
+    prune: float = ALE_NULL_PRUNE,
 ) -> np.ndarray:
     """Combine per-study MA histograms into the ALE null (Eickhoff et al. 2012).
 
@@ -430,6 +440,9 @@ def ale_null_from_histograms(
         Bin centres from :func:`ale_histogram_bins`.
     n_threads : int
         Threads for the convolution (1: serial, the exact summation order of NiMARE).
+    prune : float
+        Bins with less mass than this are not combined with later studies (see
+        :data:`ALE_NULL_PRUNE`); 0 reproduces NiMARE's histogram bit for bit.
 
     Returns
     -------
@@ -459,7 +472,7 @@ def ale_null_from_histograms(
     with ThreadPoolExecutor(max(1, n_threads)) as pool:
         for i in range(1, counts.shape[0]):
             h = study_hist(counts[i])
-            a_idx = np.flatnonzero(hist > 0)
+            a_idx = np.flatnonzero(hist > prune)
             e_idx = np.flatnonzero(h > 0)
             args = (a_idx, hist[a_idx], e_idx, h[e_idx], centers, inv_step, n_bins, tmp)
             if n_threads > 1 and a_idx.size * e_idx.size > _PARALLEL_MIN_WORK:
