@@ -116,6 +116,6 @@ def _print_outputs(files: dict, output_dir: Path) -> None:
         for key in ("cluster_tables",):
             for path in manifest.get(key, []):
                 print(f"    cluster table: {path}")
-        for key in ("boilerplate", "references", "report"):
+        for key in ("boilerplate", "references", "report", "result_store", "input_studyset"):
             if manifest.get(key):
                 print(f"    {key}: {manifest[key]}")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from nimare_dask import __version__
 
 #: Subcommand modules; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
-_COMMANDS = ("ale", "ingest")
+_COMMANDS = ("ale", "macm", "decode", "ingest", "convert", "jackknife")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,6 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``nimare-dask``; returns the exit status (0 ok, 2 bad input, 1 failure)."""
     parser = build_parser()
@@ -40,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         return int(args._run(args) or 0)
     warnings.simplefilter("default")
+    warnings.showwarning = _one_line_warning
     try:
         return int(args._run(args) or 0)
     except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError) as err:

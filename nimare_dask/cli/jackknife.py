@@ -1,0 +1,51 @@
+"""``nimare-dask jackknife``: per-study contributions to the clusters of a saved result."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "jackknife",
+        help="Jackknife (or FocusCounter) on a result saved by 'nimare-dask ale'",
+        description=(
+            "Reopen a result (<output-dir>/<prefix>result.zarr written by 'nimare-dask ale') "
+            "and its input studyset, and write each study's contribution to each cluster."
+        ),
+    )
+    p.add_argument("result", help="saved result (…/result.zarr)")
+    p.add_argument("studyset", help="the studyset the result was fit on (Sleuth or JSON)")
+    p.add_argument(
+        "--target-image",
+        default="z_desc-size_level-cluster_corr-FWE_method-montecarlo",
+        help="map whose clusters are diagnosed",
+    )
+    p.add_argument("--threshold", type=float, default=1.6448536269514722, help="map threshold")
+    p.add_argument("--focuscounter", action="store_true", help="count foci instead")
+    p.add_argument("--output-dir", default=".", help="where the tables go")
+    p.add_argument("--prefix", default="", help="file-name prefix")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from nimare_dask.cli.inputs import load_studyset
+    from nimare_dask.diagnostics import FocusCounter, Jackknife
+    from nimare_dask.results import open_result
+
+    result = open_result(args.result)
+    if args.target_image not in result.maps:
+        raise ValueError(
+            f"{args.result} has no map {args.target_image!r}; maps: {sorted(result.maps)}"
+        )
+    ss = load_studyset(args.studyset)
+    cls = FocusCounter if args.focuscounter else Jackknife
+    diag = cls(target_image=args.target_image, target_threshold=args.threshold)
+    out = diag.transform(result, studyset=ss)
+    new = [name for name in out.tables if name not in result.tables]
+    paths = out.save_tables(args.output_dir, prefix=args.prefix, names=new)
+    for path in paths:
+        print(f"table: {Path(path).resolve()}")
+    return 0
