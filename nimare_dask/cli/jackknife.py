@@ -40,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"{args.result} has no map {args.target_image!r}; maps: {sorted(result.maps)}"
         )
+    if result.estimator is None:
+        result.estimator = _rebuild_estimator(result.estimator_info)
     ss = load_studyset(args.studyset)
     cls = FocusCounter if args.focuscounter else Jackknife
     diag = cls(target_image=args.target_image, target_threshold=args.threshold)
@@ -49,3 +51,20 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"table: {Path(path).resolve()}")
     return 0
+
+
+def _rebuild_estimator(info: dict):
+    """The estimator a saved result records (class and parameters; never unpickled)."""
+    from nimare_dask import meta
+    from nimare_dask.meta import kernel as kernels
+
+    if not info or not hasattr(meta, str(info.get("class"))):
+        raise ValueError(f"the saved result does not record a known estimator: {info!r}")
+    params = dict(info.get("params") or {})
+    kernel = params.pop("kernel", None)
+    params = {k: v for k, v in params.items() if not k.startswith("kernel__")}
+    if isinstance(kernel, dict) and hasattr(kernels, str(kernel.get("class"))):
+        params["kernel"] = getattr(kernels, kernel["class"])(**(kernel.get("params") or {}))
+    cls = getattr(meta, info["class"])
+    accepted = set(cls().get_params(deep=False))
+    return cls(**{k: v for k, v in params.items() if k in accepted})

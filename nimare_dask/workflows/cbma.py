@@ -108,7 +108,17 @@ def ale_workflow(
     out = WorkflowOutput(results={name: result})
     if output_dir is not None:
         out.files[name] = save_outputs(result, output_dir, prefix, studyset=studyset, report=report)
+        out.files[name].update(_save_reopenable(result, studyset, output_dir, prefix))
     return out
+
+
+def _save_reopenable(result: MetaResult, studyset: Studyset, output_dir, prefix: str) -> dict:
+    """The result as a Zarr store and its input as NIMADS JSON (for ``nimare-dask jackknife``)."""
+    start = prefix if not prefix or prefix.endswith("_") else prefix + "_"
+    out = Path(output_dir)
+    store = result.to_zarr(str(out / f"{start}result.zarr"), overwrite=True)
+    inputs = studyset.to_nimads(out / f"{start}input_studyset.json")
+    return {"result_store": str(store), "input_studyset": str(inputs)}
 
 
 def ale_contrast_workflow(
