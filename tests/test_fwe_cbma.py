@@ -62,9 +62,7 @@ def ours_ale_fwe(pain_studyset):
 @pytest.mark.parametrize("what", ["voxel", "size", "mass"])
 def test_ale_fwe_thresholds_agree_with_nimare(ours_ale_fwe, nimare_ale_fwe, what):
     ours = np.asarray(ours_ale_fwe.null_distributions[KEYS[what]], dtype=np.float64)
-    theirs = np.asarray(
-        nimare_ale_fwe.estimator.null_distributions_[KEYS[what]], dtype=np.float64
-    )
+    theirs = np.asarray(nimare_ale_fwe.estimator.null_distributions_[KEYS[what]], dtype=np.float64)
     assert ours.shape == (N_OURS,) and theirs.shape == (N_NIMARE,)
     q_ours, se_ours = quantile_standard_error(ours, 0.95)
     q_theirs, se_theirs = quantile_standard_error(theirs, 0.95)
@@ -110,7 +108,9 @@ def test_ale_fwe_maps(ours_ale_fwe, nimare_ale_fwe):
     ours_names = {n for n in res.maps_names if n.endswith(SUFFIX)}
     # NiMARE's logp/z maps, plus p maps (which NiMARE does not return)
     assert nimare_names < ours_names
-    assert ours_names - nimare_names == {n.replace("logp", "p", 1) for n in nimare_names if n.startswith("logp")}
+    assert ours_names - nimare_names == {
+        n.replace("logp", "p", 1) for n in nimare_names if n.startswith("logp")
+    }
     for level in ("level-voxel", "desc-size_level-cluster", "desc-mass_level-cluster"):
         p = res.get_map(f"p_{level}{SUFFIX}", return_type="array")
         z = res.get_map(f"z_{level}{SUFFIX}", return_type="array")

@@ -82,14 +82,12 @@ def test_distributed_threads_cluster(ale_fit, reference, n_workers):
     _same(got, reference)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def process_cluster():
-    import dask
     from distributed import Client, LocalCluster
 
-    # fork: workers start in about a second; the block function is pickled all the same
+    # spawned worker processes (fork can deadlock once the test process runs numba threads)
     with (
-        dask.config.set({"distributed.worker.multiprocessing-method": "fork"}),
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
@@ -160,9 +158,7 @@ def test_checkpoint_resume_through_the_corrector(ale_fit, reference, tmp_path, m
 def test_early_stopping_is_recorded(ale_fit, reference):
     est, res = ale_fit
     rule = EarlyStopping(rel_se=0.5, min_iters=20, check_every=10)
-    out = FWECorrector("montecarlo", n_iters=N_ITERS, early_stop=rule, block_size=3).transform(
-        res
-    )
+    out = FWECorrector("montecarlo", n_iters=N_ITERS, early_stop=rule, block_size=3).transform(res)
     table = out.tables[TABLE]
     assert bool(table["stopped_early"].iloc[0])
     n = int(table["n_iters_run"].iloc[0])

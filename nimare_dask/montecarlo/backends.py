@@ -31,10 +31,6 @@ def call_block(block_fn: BlockFn, start: int, stop: int, seed: SeedInfo) -> tupl
     return out, time.perf_counter() - t0
 
 
-def _identity(x: Any) -> Any:
-    return x
-
-
 def active_client() -> Any | None:
     """The active ``distributed.Client`` if there is one, else None."""
     try:
@@ -128,8 +124,9 @@ class ThreadBackend:
 class DistributedBackend:
     """Blocks as tasks on a Dask ``distributed`` cluster.
 
-    The block function is sent once, as the result of a small task (``<name>-fn-<token>``)
-    that every block task depends on; block tasks are keyed ``<name>-<start>-<stop>-<token>``
+    The block function is sent once, scattered to every worker (``client.scatter(...,
+    broadcast=True)``: it may hold large arrays, which should not travel in the task graph),
+    and every block task depends on it; block tasks are keyed ``<name>-<start>-<stop>-<token>``
     (the dashboard groups them under ``<name>``). The token is unique to the run, so two runs
     never share keys. If a worker dies, the scheduler recomputes its tasks (the block function
     must be pure: its output depends only on ``(start, stop, seed_info)``).
@@ -151,7 +148,9 @@ class DistributedBackend:
         self._name = name
         self._seed = seed
         self._token = uuid.uuid4().hex[:8]
-        self._fn_future = client.submit(_identity, block_fn, key=f"{name}-fn-{self._token}")
+        # scattered to every worker (not embedded in the graph: a block function may carry
+        # hundreds of MB of per-study maps); a worker that dies leaves the other copies
+        self._fn_future = client.scatter(block_fn, broadcast=True, hash=False)
         self._ac = as_completed()
         self._in_flight: dict[Any, tuple[int, int]] = {}
         nthreads = client.nthreads()

@@ -61,7 +61,7 @@ def kernel_runs(starts, offsets):
     run_ptr : numpy.ndarray
         (n_kernels + 1,) int64: kernel ``kk`` owns runs ``run_ptr[kk]:run_ptr[kk+1]``.
     runs : numpy.ndarray
-        (5, n_runs) int64 rows ``di, dj, dk0, length, first entry``.
+        (n_runs, 5) int64 rows ``di, dj, dk0, length, first entry``.
     extent : numpy.ndarray
         (n_kernels, 3) int64: the largest ``|offset|`` per axis (for overlap tests).
     """
@@ -91,7 +91,7 @@ def kernel_runs(starts, offsets):
             runs.append((offsets[t, 0], offsets[t, 1], offsets[t, 2], e - t, t))
             t = e
         run_ptr.append(len(runs))
-    runs = np.asarray(runs, dtype=np.int64).reshape(-1, 5).T.copy()
+    runs = np.ascontiguousarray(np.asarray(runs, dtype=np.int64).reshape(-1, 5))
     return (
         np.asarray(run_ptr, dtype=np.int64),
         runs,
@@ -108,11 +108,11 @@ def mask_segments(mask):
     Returns
     -------
     rows : numpy.ndarray
-        (4, s0 * s1) int64: per grid row ``x * s1 + y``, its first segment's first and last
+        (s0 * s1, 4) int64: per grid row ``x * s1 + y``, its first segment's first and last
         ``z`` and in-mask index of the first, and its number of segments (0: no voxel;
         the first ``z`` is then 1 and the last 0).
     seg_ptr, segs : numpy.ndarray
-        All segments: row ``r`` owns ``segs[:, seg_ptr[r]:seg_ptr[r+1]]`` (3 rows as above).
+        All segments: row ``r`` owns ``segs[seg_ptr[r]:seg_ptr[r+1]]`` (3 columns as above).
     """
     mask = np.asarray(mask, dtype=bool)
     s0, s1, s2 = mask.shape
@@ -125,124 +125,79 @@ def mask_segments(mask):
     seg_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     before = np.cumsum(flat.ravel()) - flat.ravel()  # in-mask index of each grid voxel
     base = before[row_s * s2 + z_s]
-    segs = np.stack([z_s, z_e - 1, base]).astype(np.int64)
-    rows = np.zeros((4, s0 * s1), dtype=np.int64)
-    rows[0] = 1
+    segs = np.ascontiguousarray(np.stack([z_s, z_e - 1, base], axis=1).astype(np.int64))
+    rows = np.zeros((s0 * s1, 4), dtype=np.int64)
+    rows[:, 0] = 1
     has = counts > 0
     first = seg_ptr[:-1][has]
-    rows[0, has] = segs[0, first]
-    rows[1, has] = segs[1, first]
-    rows[2, has] = segs[2, first]
-    rows[3] = counts
+    rows[has, 0] = segs[first, 0]
+    rows[has, 1] = segs[first, 1]
+    rows[has, 2] = segs[first, 2]
+    rows[:, 3] = counts
     return rows, seg_ptr, segs
 
 
 # ---------------------------------------------------------------------------- run scatter
-# ``op``: 0 = target[v] += val[e]; 1 = target[v] = min(target[v], val[e]);
-# 2 = target[v] = 1; 3 = target[v] += c. Ops 1 and 2 record the spans they touch.
+# A study is processed in two phases: its foci's kernel runs are first clipped to the mask's
+# segments and listed as spans ``(first voxel, first kernel entry, length, shared)``; the
+# spans are then applied in tight, vectorised loops. A span is "shared" when another focus of
+# the same study may reach its voxels (kernel boxes overlap): those go through a scratch
+# vector that takes the study's voxel-wise maximum first.
 @njit(nogil=True, cache=True, inline="always")
-def _span(target, a, e, n, entry, op, c):
-    # unsigned indices: numba then drops its negative-index wraparound and LLVM vectorises
-    ua = np.uint64(a)
-    ue = np.uint64(e)
-    if op == 0:
-        for z in range(np.uint64(n)):
-            target[ua + z] += entry[ue + z]
-    elif op == 1:
-        for z in range(np.uint64(n)):
-            val = entry[ue + z]
-            cur = target[ua + z]
-            target[ua + z] = val if val < cur else cur
-    elif op == 2:
-        for z in range(np.uint64(n)):
-            target[ua + z] = 1.0
-    else:
-        for z in range(np.uint64(n)):
-            target[ua + z] += c
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _shared_run(x, y, z0, z1, ijk, partners, n_partners, ext):
-    """Whether a run of voxels may also be reached by a partner focus's kernel box."""
-    for p in range(n_partners):
-        g = partners[p]
-        if (
-            abs(x - ijk[g, 0]) <= ext[0]
-            and abs(y - ijk[g, 1]) <= ext[1]
-            and z1 >= ijk[g, 2] - ext[2]
-            and z0 <= ijk[g, 2] + ext[2]
-        ):
-            return True
-    return False
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _scatter_runs(
-    f, kk, ijk, run_ptr, runs, entry, s0, s1, rows, seg_ptr, segs, direct, op_direct, c,
-    shared, op_shared, partners, n_partners, ext, spans, n_spans,
+def _collect(
+    f, kk, ijk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, partners, n_partners, ext, spans, n
 ):  # fmt: skip
-    """Scatter kernel ``kk`` centred on focus ``f``.
+    """Append the spans of focus ``f``'s kernel ``kk`` to ``spans``; returns the new count.
 
-    Runs that no partner focus's kernel box reaches go to ``direct`` with ``op_direct``; the
-    others to ``shared`` with ``op_shared``, their spans recorded for :func:`_flush`.
+    A run that a partner focus's kernel box may reach is flagged shared. Everything is written
+    out in this one function: calls with array arguments inside the loop would cost reference
+    counting per run.
     """
     i, j, k = ijk[f, 0], ijk[f, 1], ijk[f, 2]
     for q in range(run_ptr[kk], run_ptr[kk + 1]):
-        x = i + runs[0, q]
-        y = j + runs[1, q]
+        x = i + runs[q, 0]
+        y = j + runs[q, 1]
         if x < 0 or x >= s0 or y < 0 or y >= s1:
             continue
         row = x * s1 + y
-        z0 = k + runs[2, q]
-        z1 = z0 + runs[3, q] - 1
-        share = n_partners > 0 and _shared_run(x, y, z0, z1, ijk, partners, n_partners, ext)
-        if rows[3, row] == 1:
-            zs = rows[0, row]
-            ze = rows[1, row]
+        n_seg = rows[row, 3]
+        if n_seg == 0:
+            continue
+        z0 = k + runs[q, 2]
+        z1 = z0 + runs[q, 3] - 1
+        share = 0
+        for p in range(n_partners):
+            g = partners[p]
+            if (
+                abs(x - ijk[g, 0]) <= ext[0]
+                and abs(y - ijk[g, 1]) <= ext[1]
+                and z1 >= ijk[g, 2] - ext[2]
+                and z0 <= ijk[g, 2] + ext[2]
+            ):
+                share = 1
+                break
+        if n_seg == 1:
+            zs = rows[row, 0]
             lo = z0 if z0 > zs else zs
-            hi = z1 if z1 < ze else ze
-            if lo > hi:
-                continue
-            a = rows[2, row] - zs + lo
-            if share:
-                _span(shared, a, runs[4, q] + lo - z0, hi - lo + 1, entry, op_shared, c)
-                spans[0, n_spans] = a
-                spans[1, n_spans] = hi - lo + 1
-                n_spans += 1
-            else:
-                _span(direct, a, runs[4, q] + lo - z0, hi - lo + 1, entry, op_direct, c)
+            hi = z1 if z1 < rows[row, 1] else rows[row, 1]
+            if lo <= hi:
+                spans[n, 0] = rows[row, 2] - zs + lo
+                spans[n, 1] = runs[q, 4] + lo - z0
+                spans[n, 2] = hi - lo + 1
+                spans[n, 3] = share
+                n += 1
             continue
         for s in range(seg_ptr[row], seg_ptr[row + 1]):
-            zs = segs[0, s]
+            zs = segs[s, 0]
             lo = z0 if z0 > zs else zs
-            hi = z1 if z1 < segs[1, s] else segs[1, s]
-            if lo > hi:
-                continue
-            a = segs[2, s] - zs + lo
-            if share:
-                _span(shared, a, runs[4, q] + lo - z0, hi - lo + 1, entry, op_shared, c)
-                spans[0, n_spans] = a
-                spans[1, n_spans] = hi - lo + 1
-                n_spans += 1
-            else:
-                _span(direct, a, runs[4, q] + lo - z0, hi - lo + 1, entry, op_direct, c)
-    return n_spans
-
-
-@njit(nogil=True, cache=True, inline="always")
-def _flush(acc, scratch, spans, n_spans, c, use_c):
-    """acc += scratch (or c * scratch) over the recorded spans; scratch back to zero.
-
-    A span recorded twice adds 0.0 the second time (exact), so overlaps need no bookkeeping.
-    """
-    for q in range(n_spans):
-        a = np.uint64(spans[0, q])
-        for z in range(np.uint64(spans[1, q])):
-            if use_c:
-                acc[a + z] += c * scratch[a + z]
-            else:
-                acc[a + z] += np.float64(scratch[a + z])
-            scratch[a + z] = 0.0
+            hi = z1 if z1 < segs[s, 1] else segs[s, 1]
+            if lo <= hi:
+                spans[n, 0] = segs[s, 2] - zs + lo
+                spans[n, 1] = runs[q, 4] + lo - z0
+                spans[n, 2] = hi - lo + 1
+                spans[n, 3] = share
+                n += 1
+    return n
 
 
 @njit(nogil=True, cache=True)
@@ -263,19 +218,78 @@ def _partners(ijk, f0, f1, f, ext, out):
 
 
 @njit(nogil=True, cache=True)
-def _study_pass(
-    ijk, f0, f1, kk, run_ptr, runs, entry, s0, s1, rows, seg_ptr, segs, acc, op_direct, c,
-    scratch, op_shared, ext, partners, spans,
-):  # fmt: skip
-    """One study's foci into ``acc``: shared voxels through ``scratch``; returns spans used."""
+def _study_spans(ijk, f0, f1, kk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, ext, partners, spans):
+    """All spans of one study's foci (shared ones flagged); returns their count."""
     n = 0
+    many = f1 - f0 > 1
     for f in range(f0, f1):
-        n_p = _partners(ijk, f0, f1, f, ext, partners) if f1 - f0 > 1 else 0
-        n = _scatter_runs(
-            f, kk, ijk, run_ptr, runs, entry, s0, s1, rows, seg_ptr, segs, acc, op_direct, c,
-            scratch, op_shared, partners, n_p, ext, spans, n,
-        )  # fmt: skip
+        n_p = _partners(ijk, f0, f1, f, ext, partners) if many else 0
+        n = _collect(
+            f, kk, ijk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, partners, n_p, ext, spans, n
+        )
     return n
+
+
+# unsigned indices below: numba then drops its negative-index wraparound and LLVM vectorises
+@njit(nogil=True, cache=True)
+def _apply_log(acc, scratch, entry, spans, n):
+    """ALE: direct spans add their logs to ``acc``; shared ones take the minimum in ``scratch``,
+    then ``acc += scratch`` over them (a span listed twice adds 0.0 the second time: exact)."""
+    n_shared = 0
+    for q in range(n):
+        a = np.uint64(spans[q, 0])
+        e = np.uint64(spans[q, 1])
+        m = np.uint64(spans[q, 2])
+        if spans[q, 3] == 0:
+            for z in range(m):
+                acc[a + z] += entry[e + z]
+        else:
+            n_shared += 1
+            for z in range(m):
+                val = entry[e + z]
+                cur = scratch[a + z]
+                scratch[a + z] = val if val < cur else cur
+    if n_shared:
+        for q in range(n):
+            if spans[q, 3] == 0:
+                continue
+            a = np.uint64(spans[q, 0])
+            for z in range(np.uint64(spans[q, 2])):
+                acc[a + z] += np.float64(scratch[a + z])
+                scratch[a + z] = 0.0
+
+
+@njit(nogil=True, cache=True)
+def _apply_const(acc, scratch, spans, n, c, union):
+    """MKDA (``union``) / KDA: ``acc += c`` once per study (union) or per focus (sum)."""
+    n_shared = 0
+    for q in range(n):
+        a = np.uint64(spans[q, 0])
+        m = np.uint64(spans[q, 2])
+        if spans[q, 3] == 0 or not union:
+            for z in range(m):
+                acc[a + z] += c
+        else:
+            n_shared += 1
+            for z in range(m):
+                scratch[a + z] = 1.0
+    if n_shared:
+        for q in range(n):
+            if spans[q, 3] == 0:
+                continue
+            a = np.uint64(spans[q, 0])
+            for z in range(np.uint64(spans[q, 2])):
+                acc[a + z] += c * scratch[a + z]
+                scratch[a + z] = 0.0
+
+
+@njit(nogil=True, cache=True)
+def _max_foci(ptr):
+    m = 0
+    for r in range(ptr.shape[0] - 1):
+        if ptr[r + 1] - ptr[r] > m:
+            m = ptr[r + 1] - ptr[r]
+    return m
 
 
 # ---------------------------------------------------------------------------- ALE
@@ -289,8 +303,8 @@ def ale_accumulate(
     ``logv[t] < 0`` is ``log1p(-value_t)`` of kernel entry ``t`` (float32, like ``scratch``);
     row ``r``'s foci are ``ijk[ptr[r]:ptr[r+1]]`` and use kernel ``row_kid[r]``. Voxels only one
     focus of a study can reach are added directly; the others take the minimum of the logs
-    (the maximum MA) in ``scratch`` (float32 zeros, left zero) first. ``spans`` must hold
-    every span of the largest study.
+    (the maximum MA) in ``scratch`` (float32 zeros, left zero) first. ``spans`` ((n, 4) int64)
+    must hold every span of the largest study.
     """
     s0, s1 = shape[0], shape[1]
     partners = np.empty(max(1, _max_foci(ptr)), dtype=np.int64)
@@ -300,21 +314,11 @@ def ale_accumulate(
         if f1 == f0:
             continue
         kk = row_kid[r]
-        n = _study_pass(
-            ijk, f0, f1, kk, run_ptr, runs, logv, s0, s1, rows, seg_ptr, segs, acc, 0, 0.0,
-            scratch, 1, extent[kk], partners, spans,
+        n = _study_spans(
+            ijk, f0, f1, kk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, extent[kk], partners,
+            spans,
         )  # fmt: skip
-        if n:
-            _flush(acc, scratch, spans, n, 0.0, False)
-
-
-@njit(nogil=True, cache=True)
-def _max_foci(ptr):
-    m = 0
-    for r in range(ptr.shape[0] - 1):
-        if ptr[r + 1] - ptr[r] > m:
-            m = ptr[r + 1] - ptr[r]
-    return m
+        _apply_log(acc, scratch, logv, spans, n)
 
 
 @njit(nogil=True, cache=True)
@@ -334,25 +338,67 @@ def ale_scan(acc, thr, cluster, nbrs, cl_scratch, idx_buf, val_buf):
     evaluated exactly.
     """
     n = acc.shape[0]
-    lowest = 0.0
-    bound = np.log1p(-thr) + 1e-6 if thr < 1.0 else -np.inf
-    m = 0
-    for v in range(n):
-        a = acc[v]
-        if a < lowest:
-            lowest = a
-        if cluster and a < bound:
-            s = np.float64(_ale_value(a))
-            if s > thr:
-                idx_buf[m] = v
-                val_buf[m] = s
-                m += 1
-        acc[v] = 0.0
+    bound = np.log1p(-thr) + 1e-6 if (cluster and thr < 1.0) else -np.inf
+    lowest, m = _candidates(acc, bound, idx_buf, val_buf, True)
+    n_supra = 0
+    for q in range(m):  # exact float32 statistic of the few candidates
+        s = np.float64(_ale_value(val_buf[q]))
+        if s > thr:
+            idx_buf[n_supra] = idx_buf[q]
+            val_buf[n_supra] = s
+            n_supra += 1
+    _zero(acc)
     size = 0
     mass = 0.0
-    if cluster and m:
-        size, mass = max_stats_of_supra(idx_buf[:m], val_buf[:m], nbrs, thr, cl_scratch)
+    if cluster and n_supra:
+        size, mass = max_stats_of_supra(idx_buf[:n_supra], val_buf[:n_supra], nbrs, thr, cl_scratch)
     return _ale_value(lowest), size, mass
+
+
+_CHUNK = 512
+
+
+@njit(nogil=True, cache=True)
+def _candidates(acc, bound, idx_buf, val_buf, below):
+    """The extreme value of ``acc`` and, in ascending order, the voxels beyond ``bound``.
+
+    ``below``: minimum and ``acc < bound`` (ALE log-sums); else maximum and ``acc > bound``.
+    Chunks are reduced with vectorised loops first; only chunks holding a candidate are
+    scanned voxel by voxel (candidates are rare: about ``p`` of the voxels).
+    """
+    n = acc.shape[0]
+    extreme = 0.0
+    m = 0
+    for c0 in range(0, n, _CHUNK):
+        c1 = min(n, c0 + _CHUNK)
+        e = acc[c0]
+        if below:
+            for v in range(c0 + 1, c1):
+                a = acc[v]
+                e = a if a < e else e
+            extreme = e if e < extreme else extreme
+            if not e < bound:
+                continue
+        else:
+            for v in range(c0 + 1, c1):
+                a = acc[v]
+                e = a if a > e else e
+            extreme = e if e > extreme else extreme
+            if not e > bound:
+                continue
+        for v in range(c0, c1):
+            a = acc[v]
+            if (below and a < bound) or (not below and a > bound):
+                idx_buf[m] = v
+                val_buf[m] = a
+                m += 1
+    return extreme, m
+
+
+@njit(nogil=True, cache=True)
+def _zero(acc):
+    for v in range(acc.shape[0]):
+        acc[v] = 0.0
 
 
 @njit(nogil=True, cache=True)
@@ -416,30 +462,30 @@ def union_accumulate(
         if f1 == f0:
             continue
         kk = row_kid[r]
-        n = _study_pass(
-            ijk, f0, f1, kk, run_ptr, runs, entry, s0, s1, rows, seg_ptr, segs, acc, 3,
-            contrib[r], scratch, 2, extent[kk], partners, spans,
+        n = _study_spans(
+            ijk, f0, f1, kk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, extent[kk], partners,
+            spans,
         )  # fmt: skip
-        if n:
-            _flush(acc, scratch, spans, n, contrib[r], True)
+        _apply_const(acc, scratch, spans, n, contrib[r], True)
 
 
 @njit(nogil=True, cache=True)
 def sum_accumulate(
-    ijk, ptr, row_kid, run_ptr, runs, entry, shape, rows, seg_ptr, segs, contrib, acc
+    ijk, ptr, row_kid, run_ptr, runs, entry, shape, rows, seg_ptr, segs, contrib, acc, spans
 ):  # fmt: skip
     """``acc[v] += contrib[r]`` for every focus of study ``r`` whose kernel covers ``v``."""
     s0, s1 = shape[0], shape[1]
-    spans = np.zeros((2, 0), dtype=np.int64)
-    partners = np.zeros(0, dtype=np.int64)
+    partners = np.zeros(1, dtype=np.int64)
     ext = np.zeros(3, dtype=np.int64)
     for r in range(ptr.shape[0] - 1):
         kk = row_kid[r]
+        n = 0
         for f in range(ptr[r], ptr[r + 1]):
-            _scatter_runs(
-                f, kk, ijk, run_ptr, runs, entry, s0, s1, rows, seg_ptr, segs, acc, 3,
-                contrib[r], acc, 3, partners, 0, ext, spans, 0,
+            n = _collect(
+                f, kk, ijk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, partners, 0, ext,
+                spans, n,
             )  # fmt: skip
+        _apply_const(acc, acc, spans, n, contrib[r], False)
 
 
 @njit(nogil=True, cache=True)
@@ -448,23 +494,22 @@ def sum_scan(acc, thr, cluster, nbrs, cl_scratch, idx_buf, val_buf):
 
     ``idx_buf``/``val_buf`` as for :func:`ale_scan`. Returns ``(max_stat float32, max_size, max_mass)``.
     """
-    n = acc.shape[0]
-    best = np.float32(0.0)
-    m = 0
-    for v in range(n):
-        s = np.float32(acc[v])
-        acc[v] = 0.0
-        if s > best:
-            best = s
-        if cluster and np.float64(s) > thr:
-            idx_buf[m] = v
-            val_buf[m] = np.float64(s)
-            m += 1
+    # float32(a) > thr can hold for a a hair below thr: candidates come with a margin
+    bound = thr - abs(thr) * 1e-6 - 1e-300 if cluster else np.inf
+    largest, m = _candidates(acc, bound, idx_buf, val_buf, False)
+    n_supra = 0
+    for q in range(m):
+        s = np.float64(np.float32(val_buf[q]))
+        if s > thr:
+            idx_buf[n_supra] = idx_buf[q]
+            val_buf[n_supra] = s
+            n_supra += 1
+    _zero(acc)
     size = 0
     mass = 0.0
-    if cluster and m:
-        size, mass = max_stats_of_supra(idx_buf[:m], val_buf[:m], nbrs, thr, cl_scratch)
-    return best, size, mass
+    if cluster and n_supra:
+        size, mass = max_stats_of_supra(idx_buf[:n_supra], val_buf[:n_supra], nbrs, thr, cl_scratch)
+    return np.float32(largest), size, mass
 
 
 @njit(nogil=True, cache=True)

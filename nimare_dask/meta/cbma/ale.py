@@ -745,7 +745,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
                 if vfwe_only:
                     for key in ("size", "mass"):
                         null_out.pop(NULL_KEYS[key], None)
-                    null_out.pop("summary_stat_thresh_level-voxel_corr-fwe_method-montecarlo")
+                    null_out.pop("summary_stat_thresh_level-voxel_corr-fwe_method-montecarlo", None)
                 self.null_distributions_.update(null_out)
                 mc = self.montecarlo_["alesubtraction_voxel"]
                 tables["montecarlo"] = run_record(

@@ -53,6 +53,14 @@ ABS_HIST_BINS = ((0x3F800000 - _HIST_LOW) >> _HIST_SHIFT) + 2
 _VOXEL_CHUNK = 4096
 
 
+def _without_grid_caches(obj) -> dict:
+    """Pickled state with the grid's caches dropped (rebuilt where the object lands)."""
+    state = dict(obj.__dict__)
+    g = state["grid"]
+    state["grid"] = Grid(mask=g.mask, affine=g.affine, name=g.name)
+    return state
+
+
 # ---------------------------------------------------------------------------- pooled maps
 @dataclass
 class PooledMaps:
@@ -295,6 +303,9 @@ class ALEDiffPermutations:
         if self._totals is None:
             self._totals = _totals(self.pooled.indptr, self.pooled.values)
 
+    def __getstate__(self) -> dict:
+        return _without_grid_caches(self)
+
     def fingerprint(self) -> str:
         h = hashlib.sha256()
         h.update(
@@ -486,6 +497,9 @@ class Chi2Permutations:
     grid: Grid
     threshold: float
     legacy: bool = False
+
+    def __getstate__(self) -> dict:
+        return _without_grid_caches(self)
 
     def fingerprint(self) -> str:
         text = json.dumps(

@@ -47,7 +47,7 @@ class _Layout:
     ptr: np.ndarray  # (n_rows + 1,) int64
     row_kid: np.ndarray  # (n_rows,) int64
     run_ptr: np.ndarray  # (n_kernels + 1,) int64
-    runs: np.ndarray  # (5, n_runs) int64: di, dj, dk0, length, first entry
+    runs: np.ndarray  # (n_runs, 5) int64: di, dj, dk0, length, first entry
     extent: np.ndarray  # (n_kernels, 3) int64 largest |offset| per axis
     entry: np.ndarray  # (K,) float32: log1p(-value) (ALE) or the kernel value (MKDA/KDA)
     contrib: np.ndarray  # (n_rows,) float64 per-study weight x value (MKDA/KDA)
@@ -103,8 +103,9 @@ def foci_layout(kernel, studyset, kind: str, weights: np.ndarray | None = None) 
     n_foci = np.diff(plan.ptr)
     runs_per_row = np.diff(run_ptr)[plan.row_kid] if plan.n_rows else np.zeros(0, np.int64)
     rows, _, _ = grid_segments(grid)
-    max_segs = int(rows[3].max(initial=1))
-    max_spans = int((n_foci * runs_per_row).max(initial=0)) * max(1, max_segs)
+    max_segs = int(rows[:, 3].max(initial=1))
+    # a run is split in at most 3 parts (direct, shared, direct), each clipped to segments
+    max_spans = int((n_foci * runs_per_row).max(initial=0)) * 3 * max(1, max_segs)
     return _Layout(
         ptr=np.ascontiguousarray(plan.ptr, dtype=np.int64),
         row_kid=np.ascontiguousarray(plan.row_kid, dtype=np.int64),
@@ -136,8 +137,8 @@ class RandomFociNull:
     layouts : list of _Layout
         One per group of studies (two for MKDAChi2, one otherwise); each group's foci are
         drawn in turn from the same iteration generator.
-    pool_ijk : numpy.ndarray
-        (n_pool, 3) int64 grid positions foci are drawn from.
+    pool_ijk : numpy.ndarray, optional
+        (n_pool, 3) int64 grid positions foci are drawn from (None: the in-mask voxels).
     grid : Grid
         The voxel grid.
     mode : {"fwe", "hist", "exceed", "chi2"}
@@ -156,7 +157,7 @@ class RandomFociNull:
 
     kind: str
     layouts: list
-    pool_ijk: np.ndarray
+    pool_ijk: np.ndarray | None
     grid: Grid
     mode: str = "fwe"
     threshold: float | None = None
@@ -165,28 +166,41 @@ class RandomFociNull:
     observed: np.ndarray | None = None
     chi2: dict | None = None
     _nbrs: np.ndarray | None = field(default=None, repr=False)
+    _pool: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
         if self.mode not in ("fwe", "hist", "exceed", "chi2"):
             raise ValueError(f"unknown mode {self.mode!r}")
-        self.pool_ijk = np.ascontiguousarray(self.pool_ijk, dtype=np.int64)
-        if self.pool_ijk.ndim != 2 or self.pool_ijk.shape[1] != 3 or not len(self.pool_ijk):
-            raise ValueError("the pool of random positions must be a non-empty (n, 3) array")
+        if self.pool_ijk is not None:
+            self.pool_ijk = np.ascontiguousarray(self.pool_ijk, dtype=np.int64)
+            if self.pool_ijk.ndim != 2 or self.pool_ijk.shape[1] != 3 or not len(self.pool_ijk):
+                raise ValueError("the pool of random positions must be a non-empty (n, 3) array")
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Derived tables (rebuilt on a worker instead of being shipped)."""
         if (self.mode == "fwe" and self.threshold is not None) or self.mode == "chi2":
             self._nbrs = np.ascontiguousarray(neighbours(self.grid), dtype=np.int32)
+        self._pool = (
+            np.ascontiguousarray(self.grid.voxel_ijk, dtype=np.int64)
+            if self.pool_ijk is None
+            else self.pool_ijk
+        )
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_nbrs"] = None  # rebuilt from the grid on the worker (cheaper than shipping)
+        state["_nbrs"] = None
+        state["_pool"] = None
+        # the grid without its caches (lookup tables, neighbours): rebuilt where it lands
+        state["grid"] = Grid(mask=self.grid.mask, affine=self.grid.affine, name=self.grid.name)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        if (self.mode == "fwe" and self.threshold is not None) or self.mode == "chi2":
-            self._nbrs = np.ascontiguousarray(neighbours(self.grid), dtype=np.int32)
+        self._prepare()
 
     # ------------------------------------------------------------------ identity
     def fingerprint(self) -> str:
@@ -208,7 +222,7 @@ class RandomFociNull:
         for lay in self.layouts:
             for arr in (lay.ptr, lay.row_kid, lay.run_ptr, lay.runs, lay.entry, lay.contrib):
                 h.update(np.ascontiguousarray(arr).tobytes())
-        h.update(self.pool_ijk.tobytes())
+        h.update(self._pool.tobytes())
         for arr in (self.edges, self.observed):
             if arr is not None:
                 h.update(np.ascontiguousarray(arr).tobytes())
@@ -231,12 +245,12 @@ class RandomFociNull:
         else:
             mc.sum_accumulate(
                 ijk, lay.ptr, lay.row_kid, lay.run_ptr, lay.runs, lay.entry, shape, rows,
-                seg_ptr, segs, lay.contrib, acc,
+                seg_ptr, segs, lay.contrib, acc, spans,
             )  # fmt: skip
 
     def _draw(self, rng: np.random.Generator, lay: _Layout) -> np.ndarray:
-        idx = rng.integers(0, self.pool_ijk.shape[0], size=lay.n_foci)
-        return self.pool_ijk[idx]
+        idx = rng.integers(0, self._pool.shape[0], size=lay.n_foci)
+        return self._pool[idx]
 
     # ------------------------------------------------------------------ a block
     def __call__(self, start: int, stop: int, seed: SeedInfo) -> dict[str, np.ndarray]:
@@ -244,7 +258,7 @@ class RandomFociNull:
         n = stop - start
         accs = [np.zeros(n_vox) for _ in self.layouts]
         scratch = np.zeros(n_vox if self.kind != "sum" else 0, dtype=np.float32)
-        spans = np.empty((2, max(lay.max_spans for lay in self.layouts)), dtype=np.int64)
+        spans = np.empty((max(lay.max_spans for lay in self.layouts), 4), dtype=np.int64)
         cl_scratch = np.zeros(n_vox, dtype=np.int32)
         idx_buf = np.empty(n_vox, dtype=np.int64)
         val_buf = np.empty(n_vox, dtype=np.float64)
@@ -347,8 +361,6 @@ def build_random_foci_null(
     grid = studysets[0].grid
     weights = weights or [None] * len(studysets)
     layouts = [foci_layout(kernel, ss, kind, w) for ss, w in zip(studysets, weights, strict=True)]
-    if pool_ijk is None:
-        pool_ijk = grid.voxel_ijk
     return RandomFociNull(
         kind=kind, layouts=layouts, pool_ijk=pool_ijk, grid=grid, mode=mode, **kwargs
     )
