@@ -150,3 +150,32 @@ def test_montecarlo_null_matches_nimare(pain_studyset, nimare_montecarlo_ale):
         a = ours.summarystat_threshold(p)
         b = theirs._p_to_summarystat(p)
         assert abs(a - b) / b < 0.04, (p, a, b)
+
+
+def test_iteration_exact_for_studies_with_many_foci(pain_studyset):
+    """Studies with more foci than MANY_FOCI take the all-shared path and the dense flush."""
+    from nimare_dask.meta.cbma._mc_numba import MANY_FOCI
+
+    ss = pain_studyset
+    rows = ss.focus_rows()
+    big = np.where(rows < 12, "big-1", "big-2")  # 2 studies of ~130 foci each
+    xyz = ss.xyz()
+    points = pd.DataFrame({"id": big, "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    points["space"] = "MNI"
+    analyses = pd.DataFrame({"study_id": ["big", "big"], "contrast_id": ["1", "2"]})
+    meta = pd.DataFrame({"id": ["big-1", "big-2"], "sample_sizes": [20, 12]})
+    merged = Studyset.from_tables(analyses, points, meta)
+    assert merged.foci_counts().min() > MANY_FOCI
+    for cls in (ALE, MKDADensity):
+        est = cls()
+        est.fit(merged)
+        thr = est.summarystat_threshold(0.01)
+        block = est._null_block(merged, "fwe", threshold=thr)
+        seed = SeedInfo(3, "correct_fwe_montecarlo")
+        out = block(0, 2, seed)
+        for i in range(2):
+            ijk = block._draw(seed.rng(i), block.layouts[0])
+            stat = cls().fit(_relocated(merged, ijk)).get_map("stat", return_type="array")
+            size, mass = max_cluster_stats(stat, merged.grid, thr)
+            assert out["max_stat"][i] == stat.max()
+            assert (out["max_size"][i], out["max_mass"][i]) == (size, mass)

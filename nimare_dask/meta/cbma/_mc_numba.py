@@ -1,7 +1,5 @@
-"""The hot loops of the Monte Carlo nulls (numba, GIL released so threads scale).
+"""The hot loops of the random-foci Monte Carlo nulls (numba, GIL released so threads scale).
 
-Random-foci iterations (ALE, MKDADensity, KDA, SCALE, MKDAChi2 "random-foci")
-------------------------------------------------------------------------------
 One iteration places every focus of every study at a random position and reduces the studies'
 modelled-activation (MA) maps straight into a float64 accumulator over the in-mask voxels,
 without building any MA map:
@@ -9,23 +7,28 @@ without building any MA map:
 * ALE (:func:`ale_accumulate`): ``acc[v] = sum_i log(1 - MA_i[v])`` with ``MA_i`` the voxel-wise
   maximum over study ``i``'s foci. The kernel is scattered as its precomputed ``log(1 - value)``
   (float32 ``log1p``, the arithmetic of the observed statistic), so the per-study maximum of MA
-  is the minimum of these logs and no logarithm is evaluated in the loop. Studies with one focus
-  are added directly; others go through a scratch vector and a list of the voxels they touched.
+  is the minimum of these logs and no logarithm is evaluated in the loop.
 * MKDA (:func:`union_accumulate`): ``acc[v] += w_i * value`` once per study covering ``v``.
 * KDA (:func:`sum_accumulate`): ``acc[v] += w_i * value`` for every focus covering ``v``.
 
-A *scan* then reads the accumulator once (and zeroes it for the next iteration): the maximum
-statistic, and the supra-threshold voxels in ascending voxel order, which the 6-connected
-labelling of :mod:`nimare_dask.stats.clusters` turns into the largest cluster size and mass.
-For ALE the statistic ``float32(1 - exp(acc))`` is monotone in ``acc``, so the maximum needs one
-``exp`` and the threshold test evaluates ``exp`` only near the threshold.
+Kernels are stored as *runs* along the grid's last axis (:func:`kernel_runs`), the mask as the
+in-mask segments of each grid row (:func:`mask_segments`; in-mask voxels are numbered in C
+order, so a segment's voxels are consecutive). A study is then processed in two phases: its
+foci's runs are clipped to the segments and listed as spans (first voxel, first kernel entry,
+length), and the spans are applied in tight, vectorised loops. Spans that another focus of the
+same study may reach (their kernel boxes overlap) take the study's voxel-wise maximum in a
+scratch vector first; all other spans are added directly. The sums are in study order, exactly
+as the observed statistic's: an iteration's map equals the estimator's ``fit`` on the moved
+foci bit for bit.
 
-Label permutations (ALESubtraction, MKDAChi2)
----------------------------------------------
-The studies' maps are fixed; a block of ``B`` permutations is a product of the (B x n_studies)
-0/1 membership matrix with the (n_studies x voxels) maps. Stored voxel-major (CSC: per voxel
-the studies touching it, ascending), the product for one voxel is a few vectorised ``B``-wide
-multiply-adds per touching study (:func:`ale_group_sums`, :func:`count_group_sums`).
+A *scan* then reads the accumulator: the maximum statistic (numpy's SIMD reductions per chunk
+of voxels) and the supra-threshold voxels of the few chunks that hold any, which the
+6-connected labelling of :mod:`nimare_dask.stats.clusters` turns into the largest cluster size
+and mass. For ALE the statistic ``float32(1 - exp(acc))`` is monotone in ``acc``, so the
+maximum needs one ``exp`` and the threshold test evaluates ``exp`` only near the threshold.
+
+Label-permutation nulls (ALESubtraction, MKDAChi2) live in
+:mod:`nimare_dask.meta.cbma.permutation`.
 """
 
 from __future__ import annotations
@@ -36,13 +39,14 @@ from numba import njit
 from nimare_dask.stats.clusters import max_stats_of_supra
 
 __all__ = [
+    "CHUNK",
     "ale_accumulate",
-    "ale_diff_block",
     "ale_scan",
     "ale_scan_exceed",
     "ale_scan_hist",
-    "chi2_block_stats",
-    "count_group_sums",
+    "kernel_runs",
+    "mask_segments",
+    "scan_chunks",
     "sum_accumulate",
     "sum_scan",
     "sum_scan_hist",
@@ -61,7 +65,8 @@ def kernel_runs(starts, offsets):
     run_ptr : numpy.ndarray
         (n_kernels + 1,) int64: kernel ``kk`` owns runs ``run_ptr[kk]:run_ptr[kk+1]``.
     runs : numpy.ndarray
-        (n_runs, 5) int64 rows ``di, dj, dk0, length, first entry``.
+        (n_runs, 6) int64 rows ``di, dj, dk0, length, first entry, cell``; ``cell`` numbers the
+        run's (di, dj) column in its kernel's ``(2 ext_i + 1) x (2 ext_j + 1)`` box.
     extent : numpy.ndarray
         (n_kernels, 3) int64: the largest ``|offset|`` per axis (for overlap tests).
     """
@@ -88,10 +93,12 @@ def kernel_runs(starts, offsets):
                 and offsets[e, 2] == offsets[e - 1, 2] + 1
             ):
                 e += 1
-            runs.append((offsets[t, 0], offsets[t, 1], offsets[t, 2], e - t, t))
+            ext = extent[-1]
+            cell = (offsets[t, 0] + ext[0]) * (2 * ext[1] + 1) + offsets[t, 1] + ext[1]
+            runs.append((offsets[t, 0], offsets[t, 1], offsets[t, 2], e - t, t, cell))
             t = e
         run_ptr.append(len(runs))
-    runs = np.ascontiguousarray(np.asarray(runs, dtype=np.int64).reshape(-1, 5))
+    runs = np.ascontiguousarray(np.asarray(runs, dtype=np.int64).reshape(-1, 6))
     return (
         np.asarray(run_ptr, dtype=np.int64),
         runs,
@@ -144,14 +151,12 @@ def mask_segments(mask):
 # the same study may reach its voxels (kernel boxes overlap): those go through a scratch
 # vector that takes the study's voxel-wise maximum first.
 @njit(nogil=True, cache=True, inline="always")
-def _collect(
-    f, kk, ijk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, partners, n_partners, ext, spans, n
-):  # fmt: skip
+def _collect(f, kk, ijk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, mark, use_mark, spans, n):
     """Append the spans of focus ``f``'s kernel ``kk`` to ``spans``; returns the new count.
 
-    A run that a partner focus's kernel box may reach is flagged shared. Everything is written
-    out in this one function: calls with array arguments inside the loop would cost reference
-    counting per run.
+    A run whose (di, dj) cell is set in ``mark`` (another focus of the study may reach it) is
+    flagged shared. Everything is written out in this one function: calls with array
+    arguments inside the loop would cost reference counting per run.
     """
     i, j, k = ijk[f, 0], ijk[f, 1], ijk[f, 2]
     for q in range(run_ptr[kk], run_ptr[kk + 1]):
@@ -165,17 +170,7 @@ def _collect(
             continue
         z0 = k + runs[q, 2]
         z1 = z0 + runs[q, 3] - 1
-        share = 0
-        for p in range(n_partners):
-            g = partners[p]
-            if (
-                abs(x - ijk[g, 0]) <= ext[0]
-                and abs(y - ijk[g, 1]) <= ext[1]
-                and z1 >= ijk[g, 2] - ext[2]
-                and z0 <= ijk[g, 2] + ext[2]
-            ):
-                share = 1
-                break
+        share = 1 if (use_mark and mark[runs[q, 5]]) else 0
         if n_seg == 1:
             zs = rows[row, 0]
             lo = z0 if z0 > zs else zs
@@ -201,32 +196,59 @@ def _collect(
 
 
 @njit(nogil=True, cache=True)
-def _partners(ijk, f0, f1, f, ext, out):
-    """The foci of the same study whose kernel box meets focus ``f``'s; returns their count."""
-    n = 0
+def _mark_partners(ijk, f0, f1, f, ext, mark):
+    """Mark the (di, dj) cells of focus ``f``'s kernel box that another focus's box reaches.
+
+    Returns whether any is marked. The test is on boxes (a superset of the voxels two kernels
+    share), which is all correctness needs: shared voxels merely take the slower path.
+    """
+    wi = 2 * ext[0] + 1
+    wj = 2 * ext[1] + 1
+    any_marked = False
     for g in range(f0, f1):
         if g == f:
             continue
-        if (
-            abs(ijk[g, 0] - ijk[f, 0]) <= 2 * ext[0]
-            and abs(ijk[g, 1] - ijk[f, 1]) <= 2 * ext[1]
-            and abs(ijk[g, 2] - ijk[f, 2]) <= 2 * ext[2]
-        ):
-            out[n] = g
-            n += 1
-    return n
+        di = ijk[g, 0] - ijk[f, 0]
+        dj = ijk[g, 1] - ijk[f, 1]
+        dk = ijk[g, 2] - ijk[f, 2]
+        if abs(di) > 2 * ext[0] or abs(dj) > 2 * ext[1] or abs(dk) > 2 * ext[2]:
+            continue
+        if not any_marked:
+            for c in range(wi * wj):
+                mark[c] = 0
+            any_marked = True
+        a0 = max(-ext[0], di - ext[0])
+        a1 = min(ext[0], di + ext[0])
+        b0 = max(-ext[1], dj - ext[1])
+        b1 = min(ext[1], dj + ext[1])
+        for a in range(a0, a1 + 1):
+            base = (a + ext[0]) * wj + ext[1]
+            for b in range(b0, b1 + 1):
+                mark[base + b] = 1
+    return any_marked
+
+
+#: Studies with more foci than this mark every span shared: their kernels overlap anyway,
+#: and finding partners is quadratic in the number of foci.
+MANY_FOCI = 24
 
 
 @njit(nogil=True, cache=True)
-def _study_spans(ijk, f0, f1, kk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, ext, partners, spans):
+def _study_spans(ijk, f0, f1, kk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, ext, mark, spans):
     """All spans of one study's foci (shared ones flagged); returns their count."""
     n = 0
+    if f1 - f0 > MANY_FOCI:
+        for c in range(mark.shape[0]):
+            mark[c] = 1
+        for f in range(f0, f1):
+            n = _collect(
+                f, kk, ijk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, mark, True, spans, n
+            )
+        return n
     many = f1 - f0 > 1
     for f in range(f0, f1):
-        n_p = _partners(ijk, f0, f1, f, ext, partners) if many else 0
-        n = _collect(
-            f, kk, ijk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, partners, n_p, ext, spans, n
-        )
+        use = _mark_partners(ijk, f0, f1, f, ext, mark) if many else False
+        n = _collect(f, kk, ijk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, mark, use, spans, n)
     return n
 
 
@@ -234,7 +256,11 @@ def _study_spans(ijk, f0, f1, kk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, ex
 @njit(nogil=True, cache=True)
 def _apply_log(acc, scratch, entry, spans, n):
     """ALE: direct spans add their logs to ``acc``; shared ones take the minimum in ``scratch``,
-    then ``acc += scratch`` over them (a span listed twice adds 0.0 the second time: exact)."""
+    then ``acc += scratch`` over them (a span listed twice adds 0.0 the second time: exact).
+
+    When the shared spans hold more elements than half the voxels, ``acc += scratch`` runs over
+    every voxel instead (adding 0.0 where the study is absent: exact too).
+    """
     n_shared = 0
     for q in range(n):
         a = np.uint64(spans[q, 0])
@@ -244,12 +270,16 @@ def _apply_log(acc, scratch, entry, spans, n):
             for z in range(m):
                 acc[a + z] += entry[e + z]
         else:
-            n_shared += 1
+            n_shared += spans[q, 2]
             for z in range(m):
                 val = entry[e + z]
                 cur = scratch[a + z]
                 scratch[a + z] = val if val < cur else cur
-    if n_shared:
+    if 2 * n_shared > acc.shape[0]:
+        for v in range(acc.shape[0]):
+            acc[v] += np.float64(scratch[v])
+            scratch[v] = 0.0
+    elif n_shared:
         for q in range(n):
             if spans[q, 3] == 0:
                 continue
@@ -270,10 +300,14 @@ def _apply_const(acc, scratch, spans, n, c, union):
             for z in range(m):
                 acc[a + z] += c
         else:
-            n_shared += 1
+            n_shared += spans[q, 2]
             for z in range(m):
                 scratch[a + z] = 1.0
-    if n_shared:
+    if 2 * n_shared > acc.shape[0]:
+        for v in range(acc.shape[0]):
+            acc[v] += c * scratch[v]
+            scratch[v] = 0.0
+    elif n_shared:
         for q in range(n):
             if spans[q, 3] == 0:
                 continue
@@ -284,11 +318,12 @@ def _apply_const(acc, scratch, spans, n, c, union):
 
 
 @njit(nogil=True, cache=True)
-def _max_foci(ptr):
-    m = 0
-    for r in range(ptr.shape[0] - 1):
-        if ptr[r + 1] - ptr[r] > m:
-            m = ptr[r + 1] - ptr[r]
+def _max_cells(extent):
+    m = 1
+    for kk in range(extent.shape[0]):
+        c = (2 * extent[kk, 0] + 1) * (2 * extent[kk, 1] + 1)
+        if c > m:
+            m = c
     return m
 
 
@@ -307,7 +342,7 @@ def ale_accumulate(
     must hold every span of the largest study.
     """
     s0, s1 = shape[0], shape[1]
-    partners = np.empty(max(1, _max_foci(ptr)), dtype=np.int64)
+    mark = np.empty(_max_cells(extent), dtype=np.uint8)
     for r in range(ptr.shape[0] - 1):
         f0 = ptr[r]
         f1 = ptr[r + 1]
@@ -315,9 +350,8 @@ def ale_accumulate(
             continue
         kk = row_kid[r]
         n = _study_spans(
-            ijk, f0, f1, kk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, extent[kk], partners,
-            spans,
-        )  # fmt: skip
+            ijk, f0, f1, kk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, extent[kk], mark, spans
+        )
         _apply_log(acc, scratch, logv, spans, n)
 
 
@@ -326,79 +360,114 @@ def _ale_value(a):
     return np.float32(1.0 - np.exp(a))
 
 
-@njit(nogil=True, cache=True)
-def ale_scan(acc, thr, cluster, nbrs, cl_scratch, idx_buf, val_buf):
-    """Max ALE and (optionally) the largest cluster above ``thr``; zeroes ``acc``.
+CHUNK = 512
 
-    ``idx_buf`` and ``val_buf`` (int64 and float64, one slot per voxel) receive the
-    supra-threshold voxels. Returns ``(max_stat float32, max_size, max_mass)``. Voxels are
-    supra-threshold when
-    ``float32(1 - exp(acc)) > thr`` (NiMARE thresholds its float32 map). Only voxels whose
-    ``acc`` lies below ``log1p(-thr)`` plus a margin far wider than float32 rounding are
-    evaluated exactly.
+
+def scan_chunks(acc: np.ndarray, starts: np.ndarray, bound: float, below: bool):
+    """The extreme of ``acc`` and the chunks (of :data:`CHUNK` voxels) that hold a candidate.
+
+    numpy's SIMD reductions: numba does not vectorise min/max reductions.
+
+    Returns
+    -------
+    extreme : float
+        ``min(0, acc.min())`` (``below``) or ``max(0, acc.max())``.
+    flagged : numpy.ndarray
+        int64 starts of the chunks with a value ``< bound`` (``below``) or ``> bound``.
     """
-    n = acc.shape[0]
-    bound = np.log1p(-thr) + 1e-6 if (cluster and thr < 1.0) else -np.inf
-    lowest, m = _candidates(acc, bound, idx_buf, val_buf, True)
-    n_supra = 0
-    for q in range(m):  # exact float32 statistic of the few candidates
-        s = np.float64(_ale_value(val_buf[q]))
-        if s > thr:
-            idx_buf[n_supra] = idx_buf[q]
-            val_buf[n_supra] = s
-            n_supra += 1
-    _zero(acc)
-    size = 0
-    mass = 0.0
-    if cluster and n_supra:
-        size, mass = max_stats_of_supra(idx_buf[:n_supra], val_buf[:n_supra], nbrs, thr, cl_scratch)
-    return _ale_value(lowest), size, mass
-
-
-_CHUNK = 512
+    if below:
+        ext = np.minimum.reduceat(acc, starts)
+        return min(0.0, float(ext.min())), starts[ext < bound]
+    ext = np.maximum.reduceat(acc, starts)
+    return max(0.0, float(ext.max())), starts[ext > bound]
 
 
 @njit(nogil=True, cache=True)
-def _candidates(acc, bound, idx_buf, val_buf, below):
-    """The extreme value of ``acc`` and, in ascending order, the voxels beyond ``bound``.
-
-    ``below``: minimum and ``acc < bound`` (ALE log-sums); else maximum and ``acc > bound``.
-    Chunks are reduced with vectorised loops first; only chunks holding a candidate are
-    scanned voxel by voxel (candidates are rare: about ``p`` of the voxels).
-    """
+def _candidates(acc, flagged, bound, below, idx_buf, val_buf):
+    """Voxels beyond ``bound`` in the flagged chunks, ascending, with their ``acc``."""
     n = acc.shape[0]
-    extreme = 0.0
     m = 0
-    for c0 in range(0, n, _CHUNK):
-        c1 = min(n, c0 + _CHUNK)
-        e = acc[c0]
-        if below:
-            for v in range(c0 + 1, c1):
-                a = acc[v]
-                e = a if a < e else e
-            extreme = e if e < extreme else extreme
-            if not e < bound:
-                continue
-        else:
-            for v in range(c0 + 1, c1):
-                a = acc[v]
-                e = a if a > e else e
-            extreme = e if e > extreme else extreme
-            if not e > bound:
-                continue
-        for v in range(c0, c1):
+    for c in range(flagged.shape[0]):
+        c0 = flagged[c]
+        for v in range(c0, min(n, c0 + CHUNK)):
             a = acc[v]
             if (below and a < bound) or (not below and a > bound):
                 idx_buf[m] = v
                 val_buf[m] = a
                 m += 1
-    return extreme, m
+    return m
 
 
 @njit(nogil=True, cache=True)
-def _zero(acc):
-    for v in range(acc.shape[0]):
-        acc[v] = 0.0
+def ale_supra(acc, flagged, thr, nbrs, cl_scratch, idx_buf, val_buf):
+    """Largest cluster of ``float32(1 - exp(acc)) > thr`` (NiMARE thresholds its float32 map).
+
+    Candidates come from :func:`scan_chunks` with ``bound = log1p(-thr) + 1e-6`` (a margin far
+    wider than float32 rounding); each is then evaluated exactly. ``idx_buf``/``val_buf``
+    (int64/float64, one slot per voxel) are work space. Returns ``(max_size, max_mass)``.
+    """
+    bound = np.log1p(-thr) + 1e-6
+    m = _candidates(acc, flagged, bound, True, idx_buf, val_buf)
+    n_supra = 0
+    for q in range(m):
+        s = np.float64(_ale_value(val_buf[q]))
+        if s > thr:
+            idx_buf[n_supra] = idx_buf[q]
+            val_buf[n_supra] = s
+            n_supra += 1
+    if n_supra == 0:
+        return 0, 0.0
+    return max_stats_of_supra(idx_buf[:n_supra], val_buf[:n_supra], nbrs, thr, cl_scratch)
+
+
+@njit(nogil=True, cache=True)
+def sum_supra(acc, flagged, thr, nbrs, cl_scratch, idx_buf, val_buf):
+    """Largest cluster of ``float32(acc) > thr`` (candidates: ``acc > thr - margin``)."""
+    bound = thr - abs(thr) * 1e-6 - 1e-300
+    m = _candidates(acc, flagged, bound, False, idx_buf, val_buf)
+    n_supra = 0
+    for q in range(m):
+        s = np.float64(np.float32(val_buf[q]))
+        if s > thr:
+            idx_buf[n_supra] = idx_buf[q]
+            val_buf[n_supra] = s
+            n_supra += 1
+    if n_supra == 0:
+        return 0, 0.0
+    return max_stats_of_supra(idx_buf[:n_supra], val_buf[:n_supra], nbrs, thr, cl_scratch)
+
+
+def ale_scan(acc, thr, cluster, nbrs, cl_scratch, idx_buf, val_buf, starts=None):
+    """Max ALE and (optionally) the largest cluster above ``thr``; zeroes ``acc``.
+
+    Returns ``(max_stat float32, max_size, max_mass)``; ``float32(1 - exp(acc))`` is monotone
+    in ``acc``, so the maximum needs one ``exp``.
+    """
+    if starts is None:
+        starts = np.arange(0, acc.shape[0], CHUNK)
+    bound = float(np.log1p(-thr) + 1e-6) if cluster else -np.inf
+    lowest, flagged = scan_chunks(acc, starts, bound, True)
+    size, mass = 0, 0.0
+    if cluster and flagged.size:
+        size, mass = ale_supra(acc, flagged, float(thr), nbrs, cl_scratch, idx_buf, val_buf)
+    acc.fill(0.0)
+    return _ale_value(lowest), size, mass
+
+
+def sum_scan(acc, thr, cluster, nbrs, cl_scratch, idx_buf, val_buf, starts=None):
+    """Max of ``float32(acc)`` and (optionally) the largest cluster above ``thr``; zeroes ``acc``.
+
+    Returns ``(max_stat float32, max_size, max_mass)``.
+    """
+    if starts is None:
+        starts = np.arange(0, acc.shape[0], CHUNK)
+    bound = float(thr - abs(thr) * 1e-6 - 1e-300) if cluster else np.inf
+    largest, flagged = scan_chunks(acc, starts, bound, False)
+    size, mass = 0, 0.0
+    if cluster and flagged.size:
+        size, mass = sum_supra(acc, flagged, float(thr), nbrs, cl_scratch, idx_buf, val_buf)
+    acc.fill(0.0)
+    return np.float32(largest), size, mass
 
 
 @njit(nogil=True, cache=True)
@@ -455,7 +524,7 @@ def union_accumulate(
 ):  # fmt: skip
     """``acc[v] += contrib[r]`` once for every study ``r`` with a kernel covering ``v``."""
     s0, s1 = shape[0], shape[1]
-    partners = np.empty(max(1, _max_foci(ptr)), dtype=np.int64)
+    mark = np.empty(_max_cells(extent), dtype=np.uint8)
     for r in range(ptr.shape[0] - 1):
         f0 = ptr[r]
         f1 = ptr[r + 1]
@@ -463,9 +532,8 @@ def union_accumulate(
             continue
         kk = row_kid[r]
         n = _study_spans(
-            ijk, f0, f1, kk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, extent[kk], partners,
-            spans,
-        )  # fmt: skip
+            ijk, f0, f1, kk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, extent[kk], mark, spans
+        )
         _apply_const(acc, scratch, spans, n, contrib[r], True)
 
 
@@ -475,41 +543,15 @@ def sum_accumulate(
 ):  # fmt: skip
     """``acc[v] += contrib[r]`` for every focus of study ``r`` whose kernel covers ``v``."""
     s0, s1 = shape[0], shape[1]
-    partners = np.zeros(1, dtype=np.int64)
-    ext = np.zeros(3, dtype=np.int64)
+    mark = np.zeros(1, dtype=np.uint8)
     for r in range(ptr.shape[0] - 1):
         kk = row_kid[r]
         n = 0
         for f in range(ptr[r], ptr[r + 1]):
             n = _collect(
-                f, kk, ijk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, partners, 0, ext,
-                spans, n,
-            )  # fmt: skip
+                f, kk, ijk, run_ptr, runs, s0, s1, rows, seg_ptr, segs, mark, False, spans, n
+            )
         _apply_const(acc, acc, spans, n, contrib[r], False)
-
-
-@njit(nogil=True, cache=True)
-def sum_scan(acc, thr, cluster, nbrs, cl_scratch, idx_buf, val_buf):
-    """Max of ``float32(acc)`` and (optionally) the largest cluster above ``thr``; zeroes ``acc``.
-
-    ``idx_buf``/``val_buf`` as for :func:`ale_scan`. Returns ``(max_stat float32, max_size, max_mass)``.
-    """
-    # float32(a) > thr can hold for a a hair below thr: candidates come with a margin
-    bound = thr - abs(thr) * 1e-6 - 1e-300 if cluster else np.inf
-    largest, m = _candidates(acc, bound, idx_buf, val_buf, False)
-    n_supra = 0
-    for q in range(m):
-        s = np.float64(np.float32(val_buf[q]))
-        if s > thr:
-            idx_buf[n_supra] = idx_buf[q]
-            val_buf[n_supra] = s
-            n_supra += 1
-    _zero(acc)
-    size = 0
-    mass = 0.0
-    if cluster and n_supra:
-        size, mass = max_stats_of_supra(idx_buf[:n_supra], val_buf[:n_supra], nbrs, thr, cl_scratch)
-    return np.float32(largest), size, mass
 
 
 @njit(nogil=True, cache=True)
@@ -538,105 +580,6 @@ def sum_scan_hist(acc, edges, counts, rint_step):
             if b > last:
                 last = b
     return last
-
-
-# ---------------------------------------------------------------------------- permutations
-@njit(nogil=True, cache=True)
-def ale_group_sums(indptr, rows, logs, v, member, acc1, acc2):
-    """Per permutation ``b``: the group log-sums at voxel ``v`` (study order, float64).
-
-    ``member`` is (n_studies, B) float64 0/1 (1 = group 1); entries of voxel ``v`` are
-    ``rows/logs[indptr[v]:indptr[v+1]]`` (ascending study).
-    """
-    n_b = acc1.shape[0]
-    for b in range(n_b):
-        acc1[b] = 0.0
-        acc2[b] = 0.0
-    for e in range(indptr[v], indptr[v + 1]):
-        i = rows[e]
-        lv = np.float64(logs[e])
-        for b in range(n_b):
-            m = member[i, b]
-            acc1[b] += m * lv
-            acc2[b] += (1.0 - m) * lv
-
-
-@njit(nogil=True, cache=True)
-def ale_diff_block(
-    indptr, rows, logs, voxels, member, obs, obs_mode, upper, lower, absmax, diffs
-):  # fmt: skip
-    """ALE differences of a block of label permutations, voxel by voxel.
-
-    For each voxel ``voxels[q]`` and permutation ``b``: ``d = (1 - exp(S1)) - (1 - exp(S2))``
-    (float64, NiMARE's arithmetic). ``absmax[b]`` is updated with ``|d|``; with
-    ``obs_mode`` 1, ``upper[q] += d >= obs[q]`` and ``lower[q] += d <= obs[q]``; ``diffs``
-    (B x n_out float32, or 0 x 0) receives ``d`` when it has rows.
-    """
-    n_b = member.shape[1]
-    acc1 = np.zeros(n_b)
-    acc2 = np.zeros(n_b)
-    store = diffs.shape[0] > 0
-    for q in range(voxels.shape[0]):
-        v = voxels[q]
-        if indptr[v + 1] == indptr[v]:
-            # nobody touches v: every difference is exactly 0
-            if obs_mode == 1:
-                o = obs[q]
-                if 0.0 >= o:
-                    upper[q] += n_b
-                if 0.0 <= o:
-                    lower[q] += n_b
-            continue
-        ale_group_sums(indptr, rows, logs, v, member, acc1, acc2)
-        o = obs[q] if obs_mode == 1 else 0.0
-        up = 0
-        low = 0
-        for b in range(n_b):
-            d = (1.0 - np.exp(acc1[b])) - (1.0 - np.exp(acc2[b]))
-            ad = abs(d)
-            if ad > absmax[b]:
-                absmax[b] = ad
-            if obs_mode == 1:
-                if d >= o:
-                    up += 1
-                if d <= o:
-                    low += 1
-            if store:
-                diffs[b, q] = d
-        upper[q] += up
-        lower[q] += low
-
-
-@njit(nogil=True, cache=True)
-def count_group_sums(indptr, rows, v, member, c1):
-    """Per permutation ``b``: the number of group-1 studies active at voxel ``v``."""
-    n_b = c1.shape[0]
-    for b in range(n_b):
-        c1[b] = 0.0
-    for e in range(indptr[v], indptr[v + 1]):
-        i = rows[e]
-        for b in range(n_b):
-            c1[b] += member[i, b]
-
-
-@njit(nogil=True, cache=True)
-def chi2_block_stats(indptr, rows, member, n1, n2, total, c1_out):
-    """Group-1 active-study counts of a block of permutations, (B, n_voxels) float64.
-
-    ``total[v]`` is the number of active studies of either group at ``v``; group 2's count is
-    ``total - c1`` (exact: integers).
-    """
-    n_vox = indptr.shape[0] - 1
-    n_b = member.shape[1]
-    c1 = np.zeros(n_b)
-    for v in range(n_vox):
-        if indptr[v + 1] == indptr[v]:
-            for b in range(n_b):
-                c1_out[b, v] = 0.0
-            continue
-        count_group_sums(indptr, rows, v, member, c1)
-        for b in range(n_b):
-            c1_out[b, v] = c1[b]
 
 
 @njit(nogil=True, cache=True)

@@ -370,8 +370,10 @@ class ALESubtraction(PairwiseCBMAEstimator):
         return ALEDiffPermutations(pooled, grid, voxels, legacy=self.random_state is None, **kwargs)
 
     def _run(self, block, n_iters, name, reducer="concat", checkpoint=None, **kw):
-        from nimare_dask.meta.cbma.fwe import run_null
+        from nimare_dask.meta.cbma.fwe import permutation_block_size, run_null
 
+        if kw.get("block_size") is None:
+            kw["block_size"] = permutation_block_size(n_iters)
         return run_null(
             block,
             n_iters,

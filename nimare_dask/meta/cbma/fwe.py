@@ -30,6 +30,7 @@ from nimare_dask.stats.transforms import p_to_logp, p_to_z
 __all__ = [
     "NULL_KEYS",
     "check_n_iters",
+    "permutation_block_size",
     "run_null",
     "run_record",
     "two_sided_fwe_maps",
@@ -51,6 +52,20 @@ def check_n_iters(n_iters: Any, owner: str) -> int:
     if n_iters < 1:
         raise ValueError(f"{owner}: n_iters must be >= 1, got {n_iters}")
     return int(n_iters)
+
+
+def permutation_block_size(n_iters: int) -> int:
+    """Permutations per block of a label-permutation null: up to 64, a multiple of 8.
+
+    A block is a product of a (studies x block) membership matrix with the per-study maps:
+    its multiply-adds run over the block's permutations in vector lanes, so a block of 64
+    costs far less per permutation than the small blocks that timing calibration picks (the
+    per-block setup is large). At least 8 blocks per run, for parallelism.
+    """
+    size = -(-int(n_iters) // 8)
+    if size >= 8:
+        size = min(64, size // 8 * 8)
+    return max(1, size)
 
 
 def _n_threads(n_cores: int | None) -> int | None:

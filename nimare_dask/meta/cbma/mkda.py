@@ -512,7 +512,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
                    progress, block_size):  # fmt: skip
         from scipy.stats import chi2 as chi2_dist
 
-        from nimare_dask.meta.cbma.fwe import run_null
+        from nimare_dask.meta.cbma.fwe import permutation_block_size, run_null
         from nimare_dask.meta.cbma.permutation import Chi2Permutations, PooledMaps
         from nimare_dask.meta.cbma.random_foci import build_random_foci_null
 
@@ -547,7 +547,8 @@ class MKDAChi2(PairwiseCBMAEstimator):
             checkpoint=checkpoint,
             early_stop=early_stop,
             progress=self.progress if progress is None else progress,
-            block_size=block_size,
+            block_size=block_size
+            or (permutation_block_size(n_iters) if stream == "chi2_label_permutations" else None),
         )
         self.montecarlo_ = {stream: mc}
         return mc, threshold, seed

@@ -33,7 +33,7 @@ from numba import njit
 
 from nimare_dask.montecarlo import SeedInfo
 from nimare_dask.space import Grid
-from nimare_dask.stats.clusters import max_cluster_stats, neighbours
+from nimare_dask.stats.clusters import max_cluster_stats, max_stats_of_supra, neighbours
 
 __all__ = [
     "ABS_HIST_BINS",
@@ -350,6 +350,7 @@ class ALEDiffPermutations:
         member = permutation_members(start, stop, seed, p.n, p.n1, self.legacy)
         n_b = stop - start
         touched = np.diff(p.indptr)[self.voxels] > 0
+        busy = np.flatnonzero(touched)
         if self.mode == "voxel":
             absmax = np.zeros(n_b)
             upper = np.zeros(self.voxels.shape[0], dtype=np.uint32)
@@ -362,14 +363,10 @@ class ALEDiffPermutations:
             lower[idle & (obs >= 0)] += n_b
             if self.histogram:
                 hist[0] += int(idle.sum()) * n_b
-            busy = np.flatnonzero(touched)
             for c0 in range(0, busy.shape[0], _VOXEL_CHUNK):
                 pos = busy[c0 : c0 + _VOXEL_CHUNK]
                 d = self._differences(member, self.voxels[pos])
-                np.maximum(absmax, np.abs(d).max(axis=0), out=absmax)
-                o = obs[pos][:, None]
-                upper[pos] += (d >= o).sum(axis=1, dtype=np.uint32)
-                lower[pos] += (d <= o).sum(axis=1, dtype=np.uint32)
+                _tally(d, obs, pos, upper, lower, absmax)
                 if self.histogram:
                     bits = np.abs(d).astype(np.float32).view(np.uint32).ravel()
                     _bits_hist(bits, hist)
@@ -377,21 +374,71 @@ class ALEDiffPermutations:
             if self.histogram:
                 out["abs_hist"] = hist
             return out
-        # cluster mode: whole maps, then 6-connected clusters per permutation
-        diff = np.zeros((n_b, self.grid.n_voxels), dtype=np.float32)
-        busy = np.flatnonzero(touched)
+        # cluster mode: the supra-threshold voxels of every permutation, then 6-connected
+        # clusters (positive and negative apart) of each
+        thr = float(self.threshold)
+        parts = []
         for c0 in range(0, busy.shape[0], _VOXEL_CHUNK):
             vox = self.voxels[busy[c0 : c0 + _VOXEL_CHUNK]]
-            diff[:, vox] = self._differences(member, vox).T
+            parts.append(_supra_entries(self._differences(member, vox), vox, thr))
+        b_idx = np.concatenate([q[0] for q in parts])
+        order = np.argsort(b_idx, kind="stable")  # per permutation, ascending voxels
+        v_idx = np.concatenate([q[1] for q in parts])[order]
+        vals = np.concatenate([q[2] for q in parts])[order]
+        bounds = np.searchsorted(b_idx[order], np.arange(n_b + 1))
         nbrs = neighbours(self.grid)
         scratch = np.zeros(self.grid.n_voxels, dtype=np.int32)
         sizes = np.zeros(n_b, dtype=np.int64)
         masses = np.zeros(n_b)
         for b in range(n_b):
-            sizes[b], masses[b] = max_cluster_stats(
-                diff[b], nbrs, float(self.threshold), two_sided=True, scratch=scratch
-            )
+            a, e = bounds[b], bounds[b + 1]
+            if e > a:
+                sizes[b], masses[b] = max_stats_of_supra(v_idx[a:e], vals[a:e], nbrs, thr, scratch)
         return {"max_size": sizes, "max_mass": masses}
+
+
+@njit(nogil=True, cache=True)
+def _tally(d, obs, pos, upper, lower, absmax):
+    """Counts of differences at or above / at or below the observed one, and per-column max
+    of ``|d|`` (``d``: (n, B) for voxels ``pos``)."""
+    n_b = d.shape[1]
+    for q in range(d.shape[0]):
+        o = obs[pos[q]]
+        up = 0
+        low = 0
+        row = d[q]
+        for b in range(n_b):
+            x = row[b]
+            up += x >= o
+            low += x <= o
+            ax = abs(x)
+            absmax[b] = ax if ax > absmax[b] else absmax[b]
+        upper[pos[q]] += up
+        lower[pos[q]] += low
+
+
+@njit(nogil=True, cache=True)
+def _supra_entries(d, vox, thr):
+    """``(permutation, voxel, value)`` of the differences with float32 magnitude above ``thr``
+    (NiMARE thresholds its float32 maps), in voxel order."""
+    n = 0
+    for q in range(d.shape[0]):
+        for b in range(d.shape[1]):
+            if np.float64(np.float32(abs(d[q, b]))) > thr:
+                n += 1
+    b_idx = np.empty(n, dtype=np.int64)
+    v_idx = np.empty(n, dtype=np.int64)
+    vals = np.empty(n, dtype=np.float64)
+    m = 0
+    for q in range(d.shape[0]):
+        for b in range(d.shape[1]):
+            x = np.float32(d[q, b])
+            if np.float64(abs(x)) > thr:
+                b_idx[m] = b
+                v_idx[m] = vox[q]
+                vals[m] = np.float64(x)
+                m += 1
+    return b_idx, v_idx, vals
 
 
 # ---------------------------------------------------------------------------- MKDA chi-square

@@ -47,7 +47,7 @@ class _Layout:
     ptr: np.ndarray  # (n_rows + 1,) int64
     row_kid: np.ndarray  # (n_rows,) int64
     run_ptr: np.ndarray  # (n_kernels + 1,) int64
-    runs: np.ndarray  # (n_runs, 5) int64: di, dj, dk0, length, first entry
+    runs: np.ndarray  # (n_runs, 6) int64: di, dj, dk0, length, first entry, (di, dj) cell
     extent: np.ndarray  # (n_kernels, 3) int64 largest |offset| per axis
     entry: np.ndarray  # (K,) float32: log1p(-value) (ALE) or the kernel value (MKDA/KDA)
     contrib: np.ndarray  # (n_rows,) float64 per-study weight x value (MKDA/KDA)
@@ -104,8 +104,8 @@ def foci_layout(kernel, studyset, kind: str, weights: np.ndarray | None = None) 
     runs_per_row = np.diff(run_ptr)[plan.row_kid] if plan.n_rows else np.zeros(0, np.int64)
     rows, _, _ = grid_segments(grid)
     max_segs = int(rows[:, 3].max(initial=1))
-    # a run is split in at most 3 parts (direct, shared, direct), each clipped to segments
-    max_spans = int((n_foci * runs_per_row).max(initial=0)) * 3 * max(1, max_segs)
+    # a run gives one span per mask segment of its grid row
+    max_spans = int((n_foci * runs_per_row).max(initial=0)) * max(1, max_segs)
     return _Layout(
         ptr=np.ascontiguousarray(plan.ptr, dtype=np.int64),
         row_kid=np.ascontiguousarray(plan.row_kid, dtype=np.int64),
@@ -281,6 +281,7 @@ class RandomFociNull:
 
             out = chi2_outputs(n)
         thr = -1.0 if self.threshold is None else float(self.threshold)
+        starts = np.arange(0, n_vox, mc.CHUNK)
         cluster = self.threshold is not None
         nbrs = self._nbrs if self._nbrs is not None else np.zeros((0, 6), dtype=np.int32)
         for row, i in enumerate(range(start, stop)):
@@ -290,7 +291,9 @@ class RandomFociNull:
             acc = accs[0]
             if self.mode == "fwe":
                 scan = mc.ale_scan if self.kind == "ale" else mc.sum_scan
-                best, size, mass = scan(acc, thr, cluster, nbrs, cl_scratch, idx_buf, val_buf)
+                best, size, mass = scan(
+                    acc, thr, cluster, nbrs, cl_scratch, idx_buf, val_buf, starts
+                )
                 out["max_stat"][row] = best
                 out["max_size"][row] = size
                 out["max_mass"][row] = mass
