@@ -96,6 +96,36 @@ def test_ingest_and_decode_from_local_mirror(tmp_path, shared_data, capsys):
     assert "14371 analyses" in capsys.readouterr().out
     assert main(argv) == 2  # refuses to overwrite
     assert "overwrite" in capsys.readouterr().err
+    # decode a map against the stored database (feature maps built once, then reused)
+    from nimare_dask.workflows import amygdala_roi
+
+    roi = tmp_path / "amygdala.nii.gz"
+    nib.save(amygdala_roi(), roi)
+    tsv = tmp_path / "decoded.tsv"
+    assert main(["decode", str(store), str(roi), "--top", "5", "--output", str(tsv)]) == 0
+    decoded = pd.read_csv(tsv, sep="\t", index_col=0)
+    assert len(decoded) >= 40 and decoded["r"].between(-1, 1).all()
+    # MACM around the left amygdala (no FWE, to stay quick)
+    out = tmp_path / "macm"
+    argv = [
+        "macm",
+        str(store),
+        "--coords",
+        "-24",
+        "-4",
+        "-18",
+        "--radius",
+        "6",
+        "--no-fwe",
+        "--output-dir",
+        str(out),
+        "--no-report",
+        "--n-workers",
+        "1",
+    ]
+    assert main(argv) == 0
+    assert "experiments have a focus in the seed" in capsys.readouterr().out
+    assert (out / "z.nii.gz").exists() and (out / "selected_studies.tsv").exists()
 
 
 def _run_ale(tmp_path, extra=()):
