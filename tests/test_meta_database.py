@@ -110,7 +110,9 @@ def test_ale_subtraction_difference_parity(pair):
 
     ss, nss = pair
     ids = list(ss.ids)
-    ours = ALESubtraction(kernel__sample_size=20).fit(ss.slice(ids[:150]), ss.slice(ids[150:]))
+    ours = ALESubtraction(kernel__sample_size=20, n_iters=2, progress=False).fit(
+        ss.slice(ids[:150]), ss.slice(ids[150:])
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = NiMAREALESubtraction(kernel__sample_size=20, n_iters=2).fit(
