@@ -37,6 +37,7 @@ from nimare_dask.studyset.store import (
     _json_default,
     _move_into_place,
     _remove,
+    _zarr_kw,
 )
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "open_result", "write_result"]
@@ -124,13 +125,6 @@ def _dataset_to_table(ds: xr.Dataset) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- write
-def _zarr_kw(loc: str, storage_options: dict) -> dict:
-    kw: dict[str, Any] = {"mode": "a", "zarr_format": 3, "consolidated": False}
-    if _is_url(loc):
-        kw["storage_options"] = storage_options or None
-    return kw
-
-
 def write_result(
     result: MetaResult, path_or_url: str | Path, *, overwrite: bool = False, **storage_options
 ) -> str:

@@ -79,10 +79,16 @@ def _json_default(o):
     return str(o)
 
 
+def _zarr_kw(loc: str, storage_options: dict) -> dict:
+    """Keyword arguments of ``xr.Dataset.to_zarr`` for one sub-group of a store at ``loc``."""
+    kw = {"mode": "a", "zarr_format": 3, "consolidated": False}
+    if _is_url(loc):
+        kw["storage_options"] = storage_options or None
+    return kw
+
+
 def _write_tables(ss: Studyset, loc: str, storage_options: dict) -> None:
-    kw = {"mode": "a", "zarr_format": 3, "consolidated": False, "storage_options": storage_options}
-    if not _is_url(loc):
-        kw.pop("storage_options")
+    kw = _zarr_kw(loc, storage_options)
     a = ss._analyses
     analyses = xr.Dataset(
         {
