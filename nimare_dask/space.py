@@ -243,6 +243,38 @@ class Grid:
         return self._get("flat_lookup", build)
 
     @property
+    def column_segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The mask as runs along the last axis, column by column (for the counting loops).
+
+        Returns
+        -------
+        tuple of numpy.ndarray
+            ``(seg_ptr, seg_z0, seg_z1, seg_v0)``, int64: column ``c = i * shape[1] + j`` owns
+            segments ``seg_ptr[c]:seg_ptr[c+1]``; segment ``g`` covers ``k`` in
+            ``[seg_z0[g], seg_z1[g])``, whose in-mask indices start at ``seg_v0[g]``
+            (cached; eager).
+        """
+
+        def build():
+            s0, s1, s2 = self.shape
+            cols = self.mask.reshape(s0 * s1, s2)
+            padded = np.zeros((cols.shape[0], s2 + 2), dtype=np.int8)
+            padded[:, 1:-1] = cols
+            step = np.diff(padded, axis=1)
+            col, z0 = np.nonzero(step == 1)  # row-major: by column, then k
+            _, z1 = np.nonzero(step == -1)
+            seg_ptr = np.zeros(cols.shape[0] + 1, dtype=np.int64)
+            seg_ptr[1:] = np.cumsum(np.bincount(col, minlength=cols.shape[0]))
+            lengths = z1 - z0
+            seg_v0 = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+            out = (seg_ptr, z0.astype(np.int64), z1.astype(np.int64), seg_v0)
+            for a in out:
+                a.setflags(write=False)
+            return out
+
+        return self._get("column_segments", build)
+
+    @property
     def voxel_ijk(self) -> np.ndarray:
         """(n_voxels, 3) int array: the grid indices of the in-mask voxels."""
         return self._get("voxel_ijk", lambda: np.argwhere(self.mask).astype(np.int32))

@@ -48,7 +48,7 @@ def _ale_like_blocks(rng, n_studies=8, n_vox=5000):
     return vals.astype(np.float32)
 
 
-def test_ale_null_matches_nimare(rng, monkeypatch):
+def test_ale_null_matches_nimare(rng):
     from nimare.meta.cbma import null_utils
     from nimare.meta.cbma.ale import ALE as NiMAREALE
 
@@ -58,8 +58,8 @@ def test_ale_null_matches_nimare(rng, monkeypatch):
     counts = nulls.ale_study_histograms(blocks)
     assert counts.sum(axis=1).tolist() == [n_vox] * blocks.shape[0]
     ours = nulls.ale_null_from_histograms(counts, n_vox, bins)
-    monkeypatch.setattr(nulls, "_PARALLEL_MIN_WORK", 0)  # exercise the threaded path
-    par = nulls.ale_null_from_histograms(counts, n_vox, bins, n_threads=3)
+    top = bins.size // 3
+    lumped = nulls.ale_null_from_histograms(counts, n_vox, bins, top_bin=top)
 
     est = NiMAREALE()
     est._ALE__n_mask_voxels = n_vox
@@ -69,8 +69,16 @@ def test_ale_null_matches_nimare(rng, monkeypatch):
     np.testing.assert_array_equal(bins, ref_bins)
     # same algorithm, same summation order: identical
     np.testing.assert_array_equal(ours, ref)
-    # threads change the summation order only: float64 rounding
-    np.testing.assert_allclose(par, ref, rtol=1e-12, atol=0)
+    # lumped above top_bin: the exact bins are NiMARE's bits (mass never moves down), the
+    # lumped bin holds the rest of the mass (summed in another order: float64 rounding)
+    np.testing.assert_array_equal(lumped[: top + 1], ref[: top + 1])
+    assert lumped[top + 1] == pytest.approx(ref[top + 1 :].sum(), rel=1e-12)
+    assert not lumped[top + 2 :].any()
+    values = bins[: top + 1]
+    np.testing.assert_allclose(
+        nulls.nullhist_to_p(values, lumped, bins), nulls.nullhist_to_p(values, ref, bins),
+        rtol=1e-12,
+    )  # fmt: skip
 
     stat = (1 - np.prod(1 - blocks.astype(np.float64), axis=0)).astype(np.float32)
     np.testing.assert_array_equal(
@@ -201,3 +209,12 @@ def test_ale_combination_step_is_bitwise_nimare(rng, contiguous):
     nulls._ale_combine(a_idx, a_prob, e_idx, e_prob, centers, inv, n_bins, ours)
     _update_ale_histogram(a_idx, a_prob, e_idx, e_prob, centers, inv, n_bins, ref)
     np.testing.assert_array_equal(ours, ref)
+    # any split of the output bins (how threads or a lumped tail cut it) gives the same bits
+    split = np.full(n_bins, np.nan)
+    cuts = [0, 7, 12345, 20001, n_bins]
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        nulls._ale_combine_range(a_idx, a_prob, e_idx, e_prob, centers, inv, n_bins, split, lo, hi)
+    np.testing.assert_array_equal(split, ref)
+    k_top = 21000
+    over = nulls._ale_overflow(a_idx, a_prob, e_idx, e_prob, centers, inv, n_bins, k_top)
+    assert over == pytest.approx(ref[k_top:].sum(), rel=1e-12)

@@ -206,6 +206,18 @@ def sphere_offsets(r: float, zooms=(2.0, 2.0, 2.0)) -> np.ndarray:
     return _sphere_cached(r, _zooms_key(zooms))
 
 
+def _z_runs(offsets: np.ndarray) -> np.ndarray:
+    """(R, 4) int64 runs ``(dx, dy, dz_first, dz_last)`` covering a set of voxel offsets."""
+    if len(offsets) == 0:
+        return np.zeros((0, 4), dtype=np.int64)
+    o = np.unique(offsets, axis=0)  # sorted by dx, dy, dz
+    new = np.ones(len(o), dtype=bool)
+    new[1:] = (o[1:, 0] != o[:-1, 0]) | (o[1:, 1] != o[:-1, 1]) | (o[1:, 2] != o[:-1, 2] + 1)
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], len(o)) - 1
+    return np.column_stack([o[first, 0], o[first, 1], o[first, 2], o[last, 2]]).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class KernelBank:
     """One or more kernels packed for the numba scatter loops on a given grid shape.
@@ -222,6 +234,11 @@ class KernelBank:
         Kernel values (all > 0).
     lo, hi : (n_kernels, 3) int64
         Smallest and largest offset per axis of each kernel (for the in-bounds fast path).
+    run_starts : (n_kernels + 1,) int64
+        Kernel ``k`` owns z-runs ``run_starts[k]:run_starts[k+1]``.
+    runs : (R, 4) int64
+        The kernels' support as runs along z: ``(dx, dy, dz_first, dz_last)`` (for loops that
+        only need where a kernel is non-zero, such as counting active studies).
     """
 
     starts: np.ndarray
@@ -230,6 +247,8 @@ class KernelBank:
     values: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    run_starts: np.ndarray
+    runs: np.ndarray
 
     @classmethod
     def build(cls, kernels: list[tuple[np.ndarray, np.ndarray]], shape) -> KernelBank:
@@ -244,7 +263,12 @@ class KernelBank:
         deltas = offsets @ strides
         lo = np.array([o.min(axis=0) if len(o) else [0, 0, 0] for o, _ in kernels], np.int64)
         hi = np.array([o.max(axis=0) if len(o) else [0, 0, 0] for o, _ in kernels], np.int64)
-        return cls(starts, offsets, deltas, values, lo.reshape(-1, 3), hi.reshape(-1, 3))
+        runs = [_z_runs(np.asarray(o, dtype=np.int64).reshape(-1, 3)) for o, _ in kernels]
+        run_starts = np.concatenate([[0], np.cumsum([len(r) for r in runs])]).astype(np.int64)
+        return cls(
+            starts, offsets, deltas, values, lo.reshape(-1, 3), hi.reshape(-1, 3), run_starts,
+            np.concatenate(runs).reshape(-1, 4),
+        )  # fmt: skip
 
     @property
     def sizes(self) -> np.ndarray:

@@ -19,8 +19,6 @@ NiMARE 0.22.1 (``NIMARE_FACTS.md`` sections 2.2-2.7):
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
 from numpy.typing import ArrayLike
@@ -32,6 +30,7 @@ __all__ = [
     "ale_null_from_histograms",
     "ale_study_histograms",
     "count_histograms",
+    "histogram_bin_of",
     "null_to_p",
     "nullhist_to_p",
     "nullhist_to_stat",
@@ -66,9 +65,8 @@ def round_half_away(x: ArrayLike) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     a = np.abs(x)
     r = np.round(a)
-    half = np.abs(a - r) == 0.5
-    r[half] = np.ceil(a[half])
-    return (np.sign(x) * r).astype(np.int64)
+    r = np.where(np.abs(a - r) == 0.5, np.ceil(a), r)
+    return np.asarray(np.sign(x) * r).astype(np.int64)
 
 
 # ---------------------------------------------------------------------------- generic tests
@@ -123,6 +121,30 @@ def null_to_p(
     return float(p[0]) if scalar else p
 
 
+def histogram_bin_of(values: ArrayLike, histogram_bins: ArrayLike) -> np.ndarray:
+    """Index of the bin centre nearest each value (ties away from zero, clipped to the grid).
+
+    The lookup :func:`nullhist_to_p` makes; estimators use it to find the bin of their largest
+    statistic (``top_bin`` of :func:`ale_null_from_histograms`).
+
+    Parameters
+    ----------
+    values : array_like
+        Non-negative statistic values.
+    histogram_bins : array_like
+        (B,) equally spaced bin centres starting at 0.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 bin indices (eager).
+    """
+    bins = np.asarray(histogram_bins)
+    inv_step = 1 / (bins[1] - bins[0])
+    vb = round_half_away(np.asarray(values) * inv_step).astype(np.int64)
+    return np.clip(vb, 0, bins.size - 1)
+
+
 def nullhist_to_p(
     test_values: ArrayLike, histogram_weights: ArrayLike, histogram_bins: ArrayLike
 ) -> np.ndarray:
@@ -160,8 +182,6 @@ def nullhist_to_p(
     voxelwise = weights.ndim == 2
     if not voxelwise:
         weights = weights[:, None]
-    n_bins = bins.size
-    inv_step = 1 / (bins[1] - bins[0])
     null = weights / np.sum(weights, axis=0)
     null = np.cumsum(null[::-1], axis=0)[::-1]
     null /= np.max(null, axis=0)
@@ -170,8 +190,7 @@ def nullhist_to_p(
 
     p = np.ones(test.shape, dtype=np.float64)
     idx = np.flatnonzero(test > 0)
-    vb = round_half_away(test[idx] * inv_step)
-    vb[vb >= n_bins] = n_bins - 1
+    vb = histogram_bin_of(test[idx], bins)
     p[idx] = null[vb, idx] if voxelwise else null[vb]
     p = np.maximum(smallest, np.minimum(p, 1.0))
     return float(p[0]) if scalar else p
@@ -329,107 +348,212 @@ def _ale_shift(a, e1m, centers, inv_step, n_bins):
 
 
 @numba.njit(cache=True, nogil=True)
-def _ale_combine(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out):
-    """``out[bin(1 - (1 - a)(1 - e))] += p_e * H[a]`` over all pairs, in NiMARE's order.
+def _gallop_run_end(a_idx, t, s, e1m, centers, inv_step, n_bins):
+    """First position after ``t`` whose shift is not ``s`` (positions ``t..`` have shift s)."""
+    n_a = a_idx.shape[0]
+    lo = t  # last position known to have shift s
+    hi = n_a  # first position known to differ (or the end)
+    step = 1
+    while lo + step < n_a:
+        probe = lo + step
+        if _ale_shift(a_idx[probe], e1m, centers, inv_step, n_bins) == s:
+            lo = probe
+            step *= 2
+        else:
+            hi = probe
+            break
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if _ale_shift(a_idx[mid], e1m, centers, inv_step, n_bins) == s:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
-    For a fixed non-zero exp bin ``e`` the output bin of ``a`` is non-decreasing in ``a`` and
-    grows by at most one per unit step of ``a`` (the score grows by ``(1 - c_e) * step < step``,
-    rounding errors included), so ``shift(a) = bin(a) - a`` is non-increasing: the pairs come
-    in runs of constant shift, whose ends are found by galloping search, and each run is a
-    contiguous ``out[a + shift] += p_e * H[a]``. Every output bin receives its contributions
-    in the same order as the plain double loop (exp bins outer, ``a`` inner), so the result is
-    bit-for-bit that of the plain loop, about 2.5 times faster. ``e = 0`` (where
-    ``1 - (1 - a)`` is ``a`` only up to rounding) takes the plain loop.
+
+@numba.njit(cache=True, nogil=True)
+def _run_end(a_idx, t, s, e1m, centers, inv_step, n_bins, contiguous):
+    """:func:`_gallop_run_end`, started from the closed-form guess.
+
+    ``shift(a)`` is ``round(E - a * c)`` up to rounding, with ``c = 1 - e1m`` and
+    ``E = c * inv_step``, so shift ``s`` holds up to ``a = (E - s + 0.5) / c``. The guess is
+    checked and moved a few positions; if it is further off, the galloping search decides.
     """
     n_a = a_idx.shape[0]
-    out[:] = 0.0
-    if n_a == 0:
+    c = 1.0 - e1m
+    guess = np.floor((c * inv_step - s + 0.5) / c) + 1.0
+    if guess > a_idx[n_a - 1]:
+        p = n_a
+    elif contiguous:
+        p = int(guess) - a_idx[0]
+    else:
+        p = np.searchsorted(a_idx, int(guess))
+    if p <= t:
+        p = t + 1
+    for _ in range(4):
+        if p < n_a and _ale_shift(a_idx[p], e1m, centers, inv_step, n_bins) == s:
+            p += 1
+        elif p - 1 > t and _ale_shift(a_idx[p - 1], e1m, centers, inv_step, n_bins) != s:
+            p -= 1
+        else:
+            return p
+    return _gallop_run_end(a_idx, t, s, e1m, centers, inv_step, n_bins)
+
+
+@numba.njit(cache=True, nogil=True)
+def _first_output_at(a_idx, e1m, centers, inv_step, n_bins, k):
+    """First position whose output bin is >= ``k`` (outputs are non-decreasing in ``a``)."""
+    lo = 0
+    hi = a_idx.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if a_idx[mid] + _ale_shift(a_idx[mid], e1m, centers, inv_step, n_bins) >= k:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(cache=True, nogil=True)
+def _ale_combine_range(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, k_lo, k_hi):
+    """``out[k] = sum of p_e * H[a]`` over the pairs whose output bin ``k`` is in [k_lo, k_hi).
+
+    The output bin of a pair is the one nearest ``1 - (1 - a)(1 - e)`` (clipped to the last).
+    For a fixed exp bin ``e`` it is non-decreasing in ``a``, so the pairs of ``e`` that land in
+    the range are one contiguous stretch of ``a``; for ``e > 0`` the output grows by at most one
+    per unit step of ``a`` (the score grows by ``(1 - c_e) * step < step``, rounding included),
+    so ``shift(a) = bin(a) - a`` is non-increasing and the stretch splits into runs of constant
+    shift, each a contiguous ``out[a + shift] += p_e * H[a]`` that LLVM vectorises (multiply,
+    then add: no fused multiply-add, the rounding of the scalar loop). ``e = 0`` (where
+    ``1 - (1 - a)`` is ``a`` only up to rounding) takes the plain loop. Every output bin gets
+    its contributions in the order of NiMARE's double loop (exp bins outer, ``a`` inner), so
+    any split of the output range, serial or over threads, is bit-for-bit NiMARE's result.
+    """
+    n_a = a_idx.shape[0]
+    out[k_lo:k_hi] = 0.0
+    if n_a == 0 or k_hi <= k_lo:
         return
     a0 = a_idx[0]
     contiguous = a_idx[n_a - 1] - a0 + 1 == n_a
     for ie in range(e_idx.shape[0]):
         e1m = 1.0 - centers[e_idx[ie]]
         ep = e_prob[ie]
+        t = _first_output_at(a_idx, e1m, centers, inv_step, n_bins, k_lo)
         if e_idx[ie] == 0:
-            for ia in range(n_a):
-                a = a_idx[ia]
-                out[a + _ale_shift(a, e1m, centers, inv_step, n_bins)] += ep * a_prob[ia]
+            while t < n_a:
+                k = a_idx[t] + _ale_shift(a_idx[t], e1m, centers, inv_step, n_bins)
+                if k >= k_hi:
+                    break
+                out[k] += ep * a_prob[t]
+                t += 1
             continue
-        t = 0
         while t < n_a:
             s = _ale_shift(a_idx[t], e1m, centers, inv_step, n_bins)
-            lo = t  # last position known to have shift s
-            hi = n_a  # first position known to differ (or the end)
-            step = 1
-            while lo + step < n_a:
-                probe = lo + step
-                if _ale_shift(a_idx[probe], e1m, centers, inv_step, n_bins) == s:
-                    lo = probe
-                    step *= 2
-                else:
-                    hi = probe
-                    break
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if _ale_shift(a_idx[mid], e1m, centers, inv_step, n_bins) == s:
-                    lo = mid
-                else:
-                    hi = mid
+            if a_idx[t] + s >= k_hi:
+                break
+            end = _run_end(a_idx, t, s, e1m, centers, inv_step, n_bins, contiguous)
             if contiguous:
-                # slices, then a plain loop: LLVM vectorizes it (multiply, then add: the same
-                # rounding as the scalar loop; no fused multiply-add)
-                dst = out[a0 + s + t : a0 + s + hi]
-                src = a_prob[t:hi]
-                for v in range(hi - t):
+                stop = min(end, k_hi - s - a0)
+                dst = out[a0 + s + t : a0 + s + stop]
+                src = a_prob[t:stop]
+                for v in range(stop - t):
                     dst[v] = dst[v] + ep * src[v]
             else:
-                for v in range(t, hi):
+                stop = t + np.searchsorted(a_idx[t:end], k_hi - s)
+                for v in range(t, stop):
                     out[a_idx[v] + s] += ep * a_prob[v]
-            t = hi
+            t = stop
 
 
-#: Pairs per combination step below which threads are not worth their overhead.
-_PARALLEL_MIN_WORK = 1_000_000
+@numba.njit(cache=True, nogil=True)
+def _ale_combine(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out):
+    """``out[bin(1 - (1 - a)(1 - e))] += p_e * H[a]`` over all pairs, in NiMARE's order."""
+    _ale_combine_range(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, 0, n_bins)
 
 
-def _ale_combine_threads(
-    a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, pool, n_parts
-):
-    """The combination split over exp bins, one private buffer per thread (GIL released)."""
-    bounds = np.linspace(0, e_idx.size, n_parts + 1).astype(np.int64)
-    bufs = [np.empty(n_bins) for _ in range(n_parts)]
-
-    def run(i):
-        _ale_combine(
-            a_idx, a_prob, e_idx[bounds[i] : bounds[i + 1]], e_prob[bounds[i] : bounds[i + 1]],
-            centers, inv_step, n_bins, bufs[i],
-        )  # fmt: skip
-
-    list(pool.map(run, range(n_parts)))
-    out[:] = bufs[0]
-    for buf in bufs[1:]:
-        out += buf
+@numba.njit(cache=True, nogil=True)
+def _ale_overflow(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top):
+    """Total ``p_e * H[a]`` over the pairs whose output bin is >= ``k_top``."""
+    n_a = a_idx.shape[0]
+    suffix = np.zeros(n_a + 1)
+    for t in range(n_a - 1, -1, -1):
+        suffix[t] = suffix[t + 1] + a_prob[t]
+    total = 0.0
+    for ie in range(e_idx.shape[0]):
+        t = _first_output_at(a_idx, 1.0 - centers[e_idx[ie]], centers, inv_step, n_bins, k_top)
+        total += e_prob[ie] * suffix[t]
+    return total
 
 
-#: Null-histogram mass below which a bin is not propagated to later studies. 0 (the default)
-#: propagates everything, as NiMARE does: z and logp are computed in log space, so even tail
-#: mass of 1e-300 sets the largest z values (pruning at 1e-60 capped z near 16 on a 1,404-study
-#: MACM where NiMARE reaches 38).
-ALE_NULL_PRUNE = 0.0
+@numba.njit(cache=True, nogil=True)
+def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow):
+    """Combine studies ``1..`` of ``counts`` into ``hist`` (the exact bins below ``hist.size``).
+
+    The mass at or above ``k_top = hist.size`` is the scalar ``overflow`` (returned): it only
+    ever moves up, so the exact bins never need it.
+    """
+    n_studies, width = counts.shape
+    k_top = hist.shape[0]
+    out = np.zeros(k_top)
+    a_idx = np.empty(k_top, np.int64)
+    e_idx_all = np.empty(width, np.int64)
+    e_prob_all = np.empty(width)
+    for i in range(1, n_studies):
+        n_e = 0
+        for b in range(width):
+            if counts[i, b] > 0:
+                e_idx_all[n_e] = b
+                e_prob_all[n_e] = np.float64(counts[i, b]) * recip
+                n_e += 1
+        e_idx = e_idx_all[:n_e]
+        e_prob = e_prob_all[:n_e]
+        n_a = 0
+        for k in range(k_top):
+            if hist[k] > 0:
+                a_idx[n_a] = k
+                n_a += 1
+        a = a_idx[:n_a]
+        a_prob = hist[a]
+        # outputs stop at the last occupied bin plus the largest shift
+        end = k_top if n_a == 0 else min(k_top, a[n_a - 1] + e_idx[n_e - 1] + 2)
+        out[end:] = 0.0
+        _ale_combine_range(a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, 0, end)
+        if k_top < n_bins:
+            overflow = overflow * e_prob.sum() + _ale_overflow(
+                a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top
+            )
+        hist[:] = out
+    return overflow
+
+
+def _grid_counts(counts: np.ndarray, n_bins: int) -> np.ndarray:
+    """Counts on the grid: values beyond the last centre are clipped into it."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if counts.shape[1] <= n_bins:
+        return np.ascontiguousarray(counts)
+    out = counts[:, :n_bins].copy()
+    out[:, -1] += counts[:, n_bins:].sum(axis=1)
+    return out
 
 
 def ale_null_from_histograms(
     study_counts: np.ndarray,
     n_voxels: int,
     histogram_bins: np.ndarray,
-    n_threads: int = 1,
-    prune: float = ALE_NULL_PRUNE,
+    top_bin: int | None = None,
 ) -> np.ndarray:
     """Combine per-study MA histograms into the ALE null (Eickhoff et al. 2012).
 
     Each study's counts are turned into probabilities (divided by ``n_voxels``); the combined
     histogram starts as the first study's, and each further study b moves mass
-    ``H[a] * h[b]`` to the bin nearest ``1 - (1 - a)(1 - b)``. Studies are combined in row order.
+    ``H[a] * h[b]`` to the bin nearest ``1 - (1 - a)(1 - b)``. Studies are combined in row order,
+    and every bin is bit for bit NiMARE's.
+
+    With ``top_bin``, bins ``0..top_bin`` are computed exactly (still NiMARE's bits, since the
+    combination never moves mass to a lower bin) and the mass of every higher bin is lumped into
+    bin ``top_bin + 1``: the upper-tail probability of any value up to ``top_bin`` is unchanged
+    (up to float64 rounding of the lumped sum), and the work shrinks with the range. Estimators
+    pass the bin of their largest observed statistic.
 
     Parameters
     ----------
@@ -439,49 +563,35 @@ def ale_null_from_histograms(
         Number of mask voxels.
     histogram_bins : numpy.ndarray
         Bin centres from :func:`ale_histogram_bins`.
-    n_threads : int
-        Threads for the convolution (1: serial, the exact summation order of NiMARE).
-    prune : float
-        Bins with mass <= this are not combined with later studies (see
-        :data:`ALE_NULL_PRUNE`); 0 reproduces NiMARE's histogram bit for bit.
+    top_bin : int, optional
+        Highest bin computed exactly (None: every bin, NiMARE's whole histogram).
 
     Returns
     -------
     numpy.ndarray
-        (B,) float64 null histogram weights (eager).
+        (B,) float64 null histogram weights (eager); with ``top_bin``, zero above
+        ``top_bin + 1``.
     """
     centers = np.asarray(histogram_bins, dtype=np.float64)
     n_bins = centers.size
     inv_step = 1 / (centers[1] - centers[0])
-    counts = np.asarray(study_counts)
-    if counts.shape[0] == 0:
+    if np.asarray(study_counts).shape[0] == 0:
         out = np.zeros(n_bins)
         out[0] = 1.0
         return out
+    counts = _grid_counts(study_counts, n_bins)
+    k_top = n_bins if top_bin is None else min(max(int(top_bin), 0) + 1, n_bins)
     recip = 1.0 / n_voxels
-    width = min(counts.shape[1], n_bins)
-
-    def study_hist(row: np.ndarray) -> np.ndarray:
-        h = np.zeros(n_bins, dtype=np.float64)
-        h[:width] = row[:width]
-        if counts.shape[1] > n_bins:  # values beyond the grid are clipped into the last bin
-            h[-1] += row[n_bins:].sum()
-        return h * recip
-
-    hist = study_hist(counts[0])
-    tmp = np.zeros(n_bins, dtype=np.float64)
-    with ThreadPoolExecutor(max(1, n_threads)) as pool:
-        for i in range(1, counts.shape[0]):
-            h = study_hist(counts[i])
-            a_idx = np.flatnonzero(hist > prune)
-            e_idx = np.flatnonzero(h > 0)
-            args = (a_idx, hist[a_idx], e_idx, h[e_idx], centers, inv_step, n_bins, tmp)
-            if n_threads > 1 and a_idx.size * e_idx.size > _PARALLEL_MIN_WORK:
-                _ale_combine_threads(*args, pool, min(n_threads, e_idx.size))
-            else:
-                _ale_combine(*args)
-            hist, tmp = tmp, hist
-    return hist
+    first = counts[0] * recip
+    hist = np.zeros(k_top)
+    hist[: min(k_top, first.size)] = first[:k_top]
+    overflow = float(first[k_top:].sum())
+    overflow = _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow)
+    out = np.zeros(n_bins)
+    out[:k_top] = hist
+    if k_top < n_bins:
+        out[k_top] = overflow
+    return out
 
 
 # ---------------------------------------------------------------------------- MKDA

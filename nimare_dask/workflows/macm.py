@@ -22,24 +22,20 @@ from pathlib import Path
 
 import dask
 import nibabel as nib
-import numba
 import numpy as np
 import pandas as pd
 from dask.base import tokenize
 
 from nimare_dask.meta.base import compute
 from nimare_dask.meta.cbma import ALE
+from nimare_dask.meta.cbma.ale import ale_approximate_maps
 from nimare_dask.results import MetaResult
 from nimare_dask.results.references import merge_bibtex, references_for
 from nimare_dask.space import Grid, get_grid
 from nimare_dask.stats.nulls import (
-    ale_histogram_bins,
-    ale_null_from_histograms,
     ale_study_histograms,
-    nullhist_to_p,
     pad_histograms,
 )
-from nimare_dask.stats.transforms import nlogp_to_logp, p_to_z
 from nimare_dask.studyset import Studyset, open_studyset
 
 __all__ = ["amygdala_roi", "macm", "select_studies"]
@@ -230,12 +226,6 @@ def macm(
 
 
 # ---------------------------------------------------------------------------------- shared ALE
-def _n_threads(n_cores) -> int:
-    if n_cores is None or n_cores <= 0:
-        return max(1, numba.config.NUMBA_NUM_THREADS)
-    return int(n_cores)
-
-
 def _ale_chunk(block: np.ndarray, membership: np.ndarray):
     """Per seed, sum over the chunk's selected experiments of log(1 - MA); per experiment,
     its ALE-grid histogram and maximum."""
@@ -284,18 +274,10 @@ def _shared_ale(studyset: Studyset, selections, estimator, n_cores) -> list[Meta
     for s, ids in enumerate(selections):
         rows = index.get_indexer(ids)
         stat = (1.0 - np.exp(log1m[s])).astype(np.float32)
-        bins = ale_histogram_bins(row_max[rows])
-        weights = ale_null_from_histograms(counts[rows], n_vox, bins, _n_threads(n_cores))
-        p = nullhist_to_p(stat, weights, bins)
-        maps = {
-            "stat": stat,
-            "p": p,
-            "z": p_to_z(p, tail="one"),
-            "logp": nlogp_to_logp(-np.log(p)),
-        }
+        maps, nulls, lumped = ale_approximate_maps(stat, counts[rows], row_max[rows], n_vox)
         est = copy.deepcopy(estimator)
-        nulls = {"histogram_bins": bins, "histweights_corr-none_method-approximate": weights}
         est.null_distributions_ = nulls
+        est._lumped_null_ = lumped
         describe = getattr(est, "_description", None)
         seed_ss = sub.slice(ids)
         text = describe(seed_ss) if callable(describe) else ""

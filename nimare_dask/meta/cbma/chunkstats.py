@@ -113,8 +113,9 @@ def per_chunk(
 
 
 @numba.njit(cache=True, nogil=True)
-def _csr_row_stats(indptr, data, n_voxels, inv_step):
-    """Per row: counts on the ALE grid (zeros in bin 0) and the maximum."""
+def _csr_row_stats(indptr, indices, data, log1m_data, n_voxels, inv_step):
+    """Per row: counts on the ALE grid (zeros in bin 0) and the maximum; and the union's
+    ``sum log(1 - MA)`` per voxel, accumulated in data order (NiMARE's ``bincount`` order)."""
     n_rows = indptr.shape[0] - 1
     top = 0.0
     for i in range(data.shape[0]):
@@ -123,9 +124,11 @@ def _csr_row_stats(indptr, data, n_voxels, inv_step):
     width = _nearest_bin(np.float64(top), inv_step, 1 << 62) + 1
     counts = np.zeros((n_rows, width), dtype=np.int32)
     row_max = np.zeros(n_rows, dtype=np.float32)
+    log1m = np.zeros(n_voxels)
     for r in range(n_rows):
         n_zero = n_voxels
         for i in range(indptr[r], indptr[r + 1]):
+            log1m[indices[i]] += np.float64(log1m_data[i])
             val = data[i]
             if val > 0:
                 counts[r, _nearest_bin(np.float64(val), inv_step, width)] += 1
@@ -133,16 +136,20 @@ def _csr_row_stats(indptr, data, n_voxels, inv_step):
                 if val > row_max[r]:
                     row_max[r] = val
         counts[r, 0] += n_zero
-    return counts, row_max
+    return log1m, counts, row_max
 
 
 def _ale_chunk(csr, n_voxels):
     data = np.asarray(csr.data, dtype=np.float32)
-    log1m = np.bincount(csr.indices, weights=np.log1p(-data), minlength=n_voxels)
-    counts, row_max = _csr_row_stats(
-        csr.indptr.astype(np.int64), data, n_voxels, _ALE_INV_STEP_EXACT
+    # numpy's float32 log1p, as NiMARE evaluates it (see the module docstring)
+    return _csr_row_stats(
+        csr.indptr.astype(np.int64),
+        csr.indices,
+        data,
+        np.log1p(-data),
+        n_voxels,
+        _ALE_INV_STEP_EXACT,
     )
-    return log1m, counts, row_max
 
 
 def _ale_combine(parts):
