@@ -243,31 +243,41 @@ class Grid:
         return self._get("flat_lookup", build)
 
     @property
-    def column_segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The mask as runs along the last axis, column by column (for the counting loops).
+    def column_segments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The mask as runs of in-mask voxels along the last axis of each grid row (cached).
+
+        In-mask voxels are numbered in C order, so the voxels of a segment have consecutive
+        indices: loops over kernel runs (counting, Monte Carlo nulls) need no per-voxel lookup.
 
         Returns
         -------
-        tuple of numpy.ndarray
-            ``(seg_ptr, seg_z0, seg_z1, seg_v0)``, int64: column ``c = i * shape[1] + j`` owns
-            segments ``seg_ptr[c]:seg_ptr[c+1]``; segment ``g`` covers ``k`` in
-            ``[seg_z0[g], seg_z1[g])``, whose in-mask indices start at ``seg_v0[g]``
-            (cached; eager).
+        rows : numpy.ndarray
+            (s0 * s1, 4) int64: per grid row ``i * s1 + j``, its first segment's first and last
+            ``k`` and the in-mask index of the first, and its number of segments (0: no voxel;
+            the first ``k`` is then 1 and the last 0).
+        seg_ptr, segs : numpy.ndarray
+            All segments: row ``r`` owns ``segs[seg_ptr[r]:seg_ptr[r+1]]`` (3 columns as above).
         """
 
         def build():
             s0, s1, s2 = self.shape
-            cols = self.mask.reshape(s0 * s1, s2)
-            padded = np.zeros((cols.shape[0], s2 + 2), dtype=np.int8)
-            padded[:, 1:-1] = cols
-            step = np.diff(padded, axis=1)
-            col, z0 = np.nonzero(step == 1)  # row-major: by column, then k
-            _, z1 = np.nonzero(step == -1)
-            seg_ptr = np.zeros(cols.shape[0] + 1, dtype=np.int64)
-            seg_ptr[1:] = np.cumsum(np.bincount(col, minlength=cols.shape[0]))
-            lengths = z1 - z0
-            seg_v0 = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-            out = (seg_ptr, z0.astype(np.int64), z1.astype(np.int64), seg_v0)
+            flat = self.mask.reshape(s0 * s1, s2).astype(np.int8)
+            pad = np.zeros((flat.shape[0], 1), dtype=np.int8)
+            d = np.diff(np.concatenate([pad, flat, pad], axis=1), axis=1)
+            row_s, z_s = np.nonzero(d == 1)  # row-major: by grid row, then k
+            _, z_e = np.nonzero(d == -1)
+            counts = np.bincount(row_s, minlength=s0 * s1)
+            seg_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+            lengths = z_e - z_s
+            base = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            segs = np.ascontiguousarray(np.stack([z_s, z_e - 1, base], axis=1).astype(np.int64))
+            rows = np.zeros((s0 * s1, 4), dtype=np.int64)
+            rows[:, 0] = 1
+            has = counts > 0
+            first = seg_ptr[:-1][has]
+            rows[has, 0:3] = segs[first]
+            rows[:, 3] = counts
+            out = (rows, seg_ptr, segs)
             for a in out:
                 a.setflags(write=False)
             return out

@@ -172,15 +172,16 @@ def reduce_block(
 
 
 @njit(nogil=True, cache=True)
-def count_block(ijk, ptr, row_kid, n_vox, run_starts, runs, shape, seg_ptr, seg_z0, seg_z1, seg_v0):
+def count_block(ijk, ptr, row_kid, n_vox, run_ptr, runs, shape, seg_ptr, segs):
     """Per voxel, the number of rows whose MA map is > 0: :data:`HOW_COUNT` of
     :func:`reduce_block` (kernel values are > 0, so "> 0" is "covered by a kernel").
 
-    The kernels come as z-runs and the mask as z-segments per column, so a run is a stretch
-    of consecutive in-mask indices: no per-voxel lookup, no per-row scratch map. A voxel
-    counts a row once, whatever the number of its foci that cover it: ``stamp[v]`` holds the
-    last row that counted it (branch-free, so LLVM vectorises the stretch). About 2x faster
-    than the generic scatter on whole-database counts.
+    The kernels come as runs along the last axis and the mask as segments per grid row
+    (:attr:`~nimare_dask.space.Grid.column_segments`), so a run clipped to a segment is a
+    stretch of consecutive in-mask indices: no per-voxel lookup, no per-row scratch map. A
+    voxel counts a row once, whatever the number of the row's foci that cover it:
+    ``stamp[v]`` holds the last row counted there (branch-free, so LLVM vectorises the
+    stretch). About 2x faster than the generic scatter on whole-database counts.
     """
     stamp = np.full(n_vox, -1, dtype=np.int32)
     count = np.zeros(n_vox, dtype=np.int32)
@@ -192,20 +193,20 @@ def count_block(ijk, ptr, row_kid, n_vox, run_starts, runs, shape, seg_ptr, seg_
             i = ijk[f, 0]
             j = ijk[f, 1]
             k = ijk[f, 2]
-            for q in range(run_starts[kk], run_starts[kk + 1]):
+            for q in range(run_ptr[kk], run_ptr[kk + 1]):
                 x = i + runs[q, 0]
                 y = j + runs[q, 1]
                 if x < 0 or x >= s0 or y < 0 or y >= s1:
                     continue
                 z0 = k + runs[q, 2]
-                z1 = k + runs[q, 3] + 1
-                col = x * s1 + y
-                for g in range(seg_ptr[col], seg_ptr[col + 1]):
-                    lo = max(z0, seg_z0[g])
-                    hi = min(z1, seg_z1[g])
+                z1 = z0 + runs[q, 3]  # exclusive
+                row = x * s1 + y
+                for g in range(seg_ptr[row], seg_ptr[row + 1]):
+                    lo = max(z0, segs[g, 0])
+                    hi = min(z1, segs[g, 1] + 1)
                     if lo >= hi:
                         continue
-                    v = seg_v0[g] + lo - seg_z0[g]
+                    v = segs[g, 2] + lo - segs[g, 0]
                     st = stamp[v : v + hi - lo]
                     cn = count[v : v + hi - lo]
                     for u in range(hi - lo):

@@ -81,10 +81,10 @@ class _Plan:
 
     def reduce(self, how: int, weights: np.ndarray) -> np.ndarray:
         if how == _numba.HOW_COUNT and self.scale > 0:
-            b = self.bank
+            _, seg_ptr, segs = self.segments
             return _numba.count_block(
-                self.ijk, self.ptr, self.row_kid, self.n_vox, b.run_starts, b.runs, self.shape,
-                *self.segments,
+                self.ijk, self.ptr, self.row_kid, self.n_vox, self.bank.run_ptr, self.bank.runs,
+                self.shape, seg_ptr, segs,
             )  # fmt: skip
         return _numba.reduce_block(
             self.ijk, self.ptr, self.row_kid, weights, how, self.n_vox, *self._bank_args(),

@@ -42,6 +42,7 @@ __all__ = [
     "ale_kernel",
     "sphere_offsets",
     "KernelBank",
+    "kernel_runs",
 ]
 
 #: NiMARE's impulse box is 31 voxels wide (half-width 15).
@@ -206,16 +207,64 @@ def sphere_offsets(r: float, zooms=(2.0, 2.0, 2.0)) -> np.ndarray:
     return _sphere_cached(r, _zooms_key(zooms))
 
 
-def _z_runs(offsets: np.ndarray) -> np.ndarray:
-    """(R, 4) int64 runs ``(dx, dy, dz_first, dz_last)`` covering a set of voxel offsets."""
-    if len(offsets) == 0:
-        return np.zeros((0, 4), dtype=np.int64)
-    o = np.unique(offsets, axis=0)  # sorted by dx, dy, dz
-    new = np.ones(len(o), dtype=bool)
-    new[1:] = (o[1:, 0] != o[:-1, 0]) | (o[1:, 1] != o[:-1, 1]) | (o[1:, 2] != o[:-1, 2] + 1)
-    first = np.flatnonzero(new)
-    last = np.append(first[1:], len(o)) - 1
-    return np.column_stack([o[first, 0], o[first, 1], o[first, 2], o[last, 2]]).astype(np.int64)
+def kernel_runs(starts, offsets) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split each kernel of a bank into runs of consecutive offsets along the last axis.
+
+    Entries of a kernel must be sorted by (di, dj, dk) (:meth:`KernelBank.build` sorts them).
+
+    Returns
+    -------
+    run_ptr : numpy.ndarray
+        (n_kernels + 1,) int64: kernel ``kk`` owns runs ``run_ptr[kk]:run_ptr[kk+1]``.
+    runs : numpy.ndarray
+        (n_runs, 6) int64 rows ``di, dj, dk0, length, first entry, cell``; ``cell`` numbers the
+        run's (di, dj) column in its kernel's ``(2 ext_i + 1) x (2 ext_j + 1)`` box.
+    extent : numpy.ndarray
+        (n_kernels, 3) int64: the largest ``|offset|`` per axis (for overlap tests).
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 3)
+    runs = []
+    run_ptr = [0]
+    extent = []
+    for kk in range(len(starts) - 1):
+        t0, t1 = int(starts[kk]), int(starts[kk + 1])
+        o = offsets[t0:t1]
+        ext = np.abs(o).max(axis=0) if len(o) else np.zeros(3, np.int64)
+        extent.append(ext)
+        if len(o) > 1:
+            key = o[:, 0] * (1 << 40) + o[:, 1] * (1 << 20) + o[:, 2]
+            if np.any(np.diff(key) <= 0):
+                raise ValueError("kernel offsets must be sorted by (di, dj, dk) and unique")
+        if len(o):
+            new = np.ones(len(o), dtype=bool)
+            new[1:] = (
+                (o[1:, 0] != o[:-1, 0]) | (o[1:, 1] != o[:-1, 1]) | (o[1:, 2] != o[:-1, 2] + 1)
+            )
+            first = np.flatnonzero(new)
+            length = np.diff(np.append(first, len(o)))
+            cell = (o[first, 0] + ext[0]) * (2 * ext[1] + 1) + o[first, 1] + ext[1]
+            runs.append(
+                np.column_stack([o[first, 0], o[first, 1], o[first, 2], length, first + t0, cell])
+            )
+        run_ptr.append(run_ptr[-1] + (len(runs[-1]) if len(o) else 0))
+    runs = np.concatenate(runs) if runs else np.zeros((0, 6), dtype=np.int64)
+    return (
+        np.asarray(run_ptr, dtype=np.int64),
+        np.ascontiguousarray(runs, dtype=np.int64).reshape(-1, 6),
+        np.asarray(extent, dtype=np.int64).reshape(-1, 3),
+    )
+
+
+def _sorted_kernel(offsets, values) -> tuple[np.ndarray, np.ndarray]:
+    """A kernel's entries in (di, dj, dk) order (what the run-based loops need)."""
+    o = np.asarray(offsets, dtype=np.int64).reshape(-1, 3)
+    v = np.asarray(values)
+    if len(o) > 1:
+        order = np.lexsort((o[:, 2], o[:, 1], o[:, 0]))
+        if np.any(order != np.arange(len(o))):
+            o, v = o[order], v[order]
+    return o, v
 
 
 @dataclass(frozen=True)
@@ -234,11 +283,9 @@ class KernelBank:
         Kernel values (all > 0).
     lo, hi : (n_kernels, 3) int64
         Smallest and largest offset per axis of each kernel (for the in-bounds fast path).
-    run_starts : (n_kernels + 1,) int64
-        Kernel ``k`` owns z-runs ``run_starts[k]:run_starts[k+1]``.
-    runs : (R, 4) int64
-        The kernels' support as runs along z: ``(dx, dy, dz_first, dz_last)`` (for loops that
-        only need where a kernel is non-zero, such as counting active studies).
+    run_ptr, runs, extent
+        The kernels as runs along the last axis (:func:`kernel_runs`), for the loops that walk
+        the mask's segments (counting, Monte Carlo nulls).
     """
 
     starts: np.ndarray
@@ -247,14 +294,16 @@ class KernelBank:
     values: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
-    run_starts: np.ndarray
+    run_ptr: np.ndarray
     runs: np.ndarray
+    extent: np.ndarray
 
     @classmethod
     def build(cls, kernels: list[tuple[np.ndarray, np.ndarray]], shape) -> KernelBank:
         """Pack ``[(offsets, values), ...]`` for a grid of the given 3-D shape."""
         if not kernels:
             kernels = [(np.zeros((0, 3), np.int32), np.zeros(0, np.float32))]
+        kernels = [_sorted_kernel(o, v) for o, v in kernels]
         sizes = [len(o) for o, _ in kernels]
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         offsets = np.concatenate([o for o, _ in kernels]).astype(np.int64).reshape(-1, 3)
@@ -263,11 +312,10 @@ class KernelBank:
         deltas = offsets @ strides
         lo = np.array([o.min(axis=0) if len(o) else [0, 0, 0] for o, _ in kernels], np.int64)
         hi = np.array([o.max(axis=0) if len(o) else [0, 0, 0] for o, _ in kernels], np.int64)
-        runs = [_z_runs(np.asarray(o, dtype=np.int64).reshape(-1, 3)) for o, _ in kernels]
-        run_starts = np.concatenate([[0], np.cumsum([len(r) for r in runs])]).astype(np.int64)
+        run_ptr, runs, extent = kernel_runs(starts, offsets)
         return cls(
-            starts, offsets, deltas, values, lo.reshape(-1, 3), hi.reshape(-1, 3), run_starts,
-            np.concatenate(runs).reshape(-1, 4),
+            starts, offsets, deltas, values, lo.reshape(-1, 3), hi.reshape(-1, 3), run_ptr, runs,
+            extent,
         )  # fmt: skip
 
     @property

@@ -11,9 +11,10 @@ without building any MA map:
 * MKDA (:func:`union_accumulate`): ``acc[v] += w_i * value`` once per study covering ``v``.
 * KDA (:func:`sum_accumulate`): ``acc[v] += w_i * value`` for every focus covering ``v``.
 
-Kernels are stored as *runs* along the grid's last axis (:func:`kernel_runs`), the mask as the
-in-mask segments of each grid row (:func:`mask_segments`; in-mask voxels are numbered in C
-order, so a segment's voxels are consecutive). A study is then processed in two phases: its
+Kernels are stored as *runs* along the grid's last axis
+(:func:`nimare_dask.kernels.shapes.kernel_runs`, kept by every kernel bank), the mask as the
+in-mask segments of each grid row (:attr:`nimare_dask.space.Grid.column_segments`; in-mask
+voxels are numbered in C order, so a segment's voxels are consecutive). A study is then processed in two phases: its
 foci's runs are clipped to the segments and listed as spans (first voxel, first kernel entry,
 length), and the spans are applied in tight, vectorised loops. Spans that another focus of the
 same study may reach (their kernel boxes overlap) take the study's voxel-wise maximum in a
@@ -44,104 +45,12 @@ __all__ = [
     "ale_scan",
     "ale_scan_exceed",
     "ale_scan_hist",
-    "kernel_runs",
-    "mask_segments",
     "scan_chunks",
     "sum_accumulate",
     "sum_scan",
     "sum_scan_hist",
     "union_accumulate",
 ]
-
-
-# ---------------------------------------------------------------------------- geometry
-def kernel_runs(starts, offsets):
-    """Split each kernel of a bank into runs of consecutive offsets along the last axis.
-
-    Entries of a kernel are sorted by (di, dj, dk) (as the kernel builders make them).
-
-    Returns
-    -------
-    run_ptr : numpy.ndarray
-        (n_kernels + 1,) int64: kernel ``kk`` owns runs ``run_ptr[kk]:run_ptr[kk+1]``.
-    runs : numpy.ndarray
-        (n_runs, 6) int64 rows ``di, dj, dk0, length, first entry, cell``; ``cell`` numbers the
-        run's (di, dj) column in its kernel's ``(2 ext_i + 1) x (2 ext_j + 1)`` box.
-    extent : numpy.ndarray
-        (n_kernels, 3) int64: the largest ``|offset|`` per axis (for overlap tests).
-    """
-    starts = np.asarray(starts, dtype=np.int64)
-    offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, 3)
-    runs = []
-    run_ptr = [0]
-    extent = []
-    for kk in range(len(starts) - 1):
-        t0, t1 = int(starts[kk]), int(starts[kk + 1])
-        o = offsets[t0:t1]
-        extent.append(np.abs(o).max(axis=0) if len(o) else np.zeros(3, np.int64))
-        if len(o) > 1:
-            key = o[:, 0] * (1 << 40) + o[:, 1] * (1 << 20) + o[:, 2]
-            if np.any(np.diff(key) <= 0):
-                raise ValueError("kernel offsets must be sorted by (di, dj, dk) and unique")
-        t = t0
-        while t < t1:
-            e = t + 1
-            while (
-                e < t1
-                and offsets[e, 0] == offsets[t, 0]
-                and offsets[e, 1] == offsets[t, 1]
-                and offsets[e, 2] == offsets[e - 1, 2] + 1
-            ):
-                e += 1
-            ext = extent[-1]
-            cell = (offsets[t, 0] + ext[0]) * (2 * ext[1] + 1) + offsets[t, 1] + ext[1]
-            runs.append((offsets[t, 0], offsets[t, 1], offsets[t, 2], e - t, t, cell))
-            t = e
-        run_ptr.append(len(runs))
-    runs = np.ascontiguousarray(np.asarray(runs, dtype=np.int64).reshape(-1, 6))
-    return (
-        np.asarray(run_ptr, dtype=np.int64),
-        runs,
-        np.asarray(extent, dtype=np.int64).reshape(-1, 3),
-    )
-
-
-def mask_segments(mask):
-    """Runs of in-mask voxels along the last axis of each grid row.
-
-    In-mask voxels are numbered in C order, so the voxels of a segment have consecutive
-    indices.
-
-    Returns
-    -------
-    rows : numpy.ndarray
-        (s0 * s1, 4) int64: per grid row ``x * s1 + y``, its first segment's first and last
-        ``z`` and in-mask index of the first, and its number of segments (0: no voxel;
-        the first ``z`` is then 1 and the last 0).
-    seg_ptr, segs : numpy.ndarray
-        All segments: row ``r`` owns ``segs[seg_ptr[r]:seg_ptr[r+1]]`` (3 columns as above).
-    """
-    mask = np.asarray(mask, dtype=bool)
-    s0, s1, s2 = mask.shape
-    flat = mask.reshape(s0 * s1, s2).astype(np.int8)
-    pad = np.zeros((flat.shape[0], 1), dtype=np.int8)
-    d = np.diff(np.concatenate([pad, flat, pad], axis=1), axis=1)
-    row_s, z_s = np.nonzero(d == 1)
-    _, z_e = np.nonzero(d == -1)
-    counts = np.bincount(row_s, minlength=s0 * s1)
-    seg_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    before = np.cumsum(flat.ravel()) - flat.ravel()  # in-mask index of each grid voxel
-    base = before[row_s * s2 + z_s]
-    segs = np.ascontiguousarray(np.stack([z_s, z_e - 1, base], axis=1).astype(np.int64))
-    rows = np.zeros((s0 * s1, 4), dtype=np.int64)
-    rows[:, 0] = 1
-    has = counts > 0
-    first = seg_ptr[:-1][has]
-    rows[has, 0] = segs[first, 0]
-    rows[has, 1] = segs[first, 1]
-    rows[has, 2] = segs[first, 2]
-    rows[:, 3] = counts
-    return rows, seg_ptr, segs
 
 
 # ---------------------------------------------------------------------------- run scatter

@@ -99,10 +99,10 @@ def foci_layout(kernel, studyset, kind: str, weights: np.ndarray | None = None) 
             raise ValueError("a union null needs a kernel with one value (MKDA spheres)")
         one = np.float64(values[0]) if values.size else 1.0
         contrib = w * one
-    run_ptr, runs, extent = mc.kernel_runs(bank.starts, bank.offsets)
+    run_ptr, runs, extent = bank.run_ptr, bank.runs, bank.extent
     n_foci = np.diff(plan.ptr)
     runs_per_row = np.diff(run_ptr)[plan.row_kid] if plan.n_rows else np.zeros(0, np.int64)
-    rows, _, _ = grid_segments(grid)
+    rows, _, _ = grid.column_segments
     max_segs = int(rows[:, 3].max(initial=1))
     # a run gives one span per mask segment of its grid row
     max_spans = int((n_foci * runs_per_row).max(initial=0)) * max(1, max_segs)
@@ -116,14 +116,6 @@ def foci_layout(kernel, studyset, kind: str, weights: np.ndarray | None = None) 
         contrib=np.ascontiguousarray(contrib),
         max_spans=max(1, max_spans),
     )
-
-
-def grid_segments(grid: Grid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cached :func:`._mc_numba.mask_segments` of a grid's mask."""
-    getter = getattr(grid, "_get", None)
-    if callable(getter):
-        return getter("mask_segments_z", lambda: mc.mask_segments(grid.mask))
-    return mc.mask_segments(grid.mask)
 
 
 @dataclass
@@ -231,7 +223,7 @@ class RandomFociNull:
     # ------------------------------------------------------------------ one iteration
     def _accumulate(self, lay: _Layout, ijk: np.ndarray, acc, scratch, spans) -> None:
         shape = np.asarray(self.grid.shape, dtype=np.int64)
-        rows, seg_ptr, segs = grid_segments(self.grid)
+        rows, seg_ptr, segs = self.grid.column_segments
         if self.kind == "ale":
             mc.ale_accumulate(
                 ijk, lay.ptr, lay.row_kid, lay.run_ptr, lay.runs, lay.extent, lay.entry, shape,
