@@ -48,7 +48,7 @@ def _ale_like_blocks(rng, n_studies=8, n_vox=5000):
     return vals.astype(np.float32)
 
 
-def test_ale_null_matches_nimare(rng):
+def test_ale_null_matches_nimare(rng, monkeypatch):
     from nimare.meta.cbma import null_utils
     from nimare.meta.cbma.ale import ALE as NiMAREALE
 
@@ -60,6 +60,9 @@ def test_ale_null_matches_nimare(rng):
     ours = nulls.ale_null_from_histograms(counts, n_vox, bins)
     top = bins.size // 3
     lumped = nulls.ale_null_from_histograms(counts, n_vox, bins, top_bin=top)
+    monkeypatch.setattr(nulls, "_PARALLEL_MIN_PAIRS", 0)  # every step split over threads
+    threaded = nulls.ale_null_from_histograms(counts, n_vox, bins, n_threads=3)
+    threaded_lumped = nulls.ale_null_from_histograms(counts, n_vox, bins, top, n_threads=2)
 
     est = NiMAREALE()
     est._ALE__n_mask_voxels = n_vox
@@ -69,6 +72,9 @@ def test_ale_null_matches_nimare(rng):
     np.testing.assert_array_equal(bins, ref_bins)
     # same algorithm, same summation order: identical
     np.testing.assert_array_equal(ours, ref)
+    # threads split the output bins: the same bits
+    np.testing.assert_array_equal(threaded, ref)
+    np.testing.assert_array_equal(threaded_lumped, lumped)
     # lumped above top_bin: the exact bins are NiMARE's bits (mass never moves down), the
     # lumped bin holds the rest of the mass (summed in another order: float64 rounding)
     np.testing.assert_array_equal(lumped[: top + 1], ref[: top + 1])
@@ -211,10 +217,13 @@ def test_ale_combination_step_is_bitwise_nimare(rng, contiguous):
     np.testing.assert_array_equal(ours, ref)
     # any split of the output bins (how threads or a lumped tail cut it) gives the same bits
     split = np.full(n_bins, np.nan)
+    zero_out = nulls._zero_outputs(centers, inv, n_bins)
     cuts = [0, 7, 12345, 20001, n_bins]
     for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
-        nulls._ale_combine_range(a_idx, a_prob, e_idx, e_prob, centers, inv, n_bins, split, lo, hi)
+        nulls._ale_combine_range(
+            a_idx, a_prob, e_idx, e_prob, centers, inv, n_bins, split, lo, hi, zero_out
+        )
     np.testing.assert_array_equal(split, ref)
     k_top = 21000
-    over = nulls._ale_overflow(a_idx, a_prob, e_idx, e_prob, centers, inv, n_bins, k_top)
+    over = nulls._ale_overflow(a_idx, a_prob, e_idx, e_prob, centers, inv, n_bins, k_top, 0.0)
     assert over == pytest.approx(ref[k_top:].sum(), rel=1e-12)

@@ -19,6 +19,8 @@ NiMARE 0.22.1 (``NIMARE_FACTS.md`` sections 2.2-2.7):
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba
 import numpy as np
 from numpy.typing import ArrayLike
@@ -415,7 +417,18 @@ def _first_output_at(a_idx, e1m, centers, inv_step, n_bins, k):
 
 
 @numba.njit(cache=True, nogil=True)
-def _ale_combine_range(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, k_lo, k_hi):
+def _zero_outputs(centers, inv_step, n_bins):
+    """Output bin of each bin ``a`` combined with the exp bin 0 (``1 - (1 - a)``, rounded)."""
+    out = np.empty(n_bins, np.int64)
+    for a in range(n_bins):
+        out[a] = _nearest_bin(1.0 - (1.0 - centers[a]), inv_step, n_bins)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _ale_combine_range(
+    a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, k_lo, k_hi, zero_out
+):
     """``out[k] = sum of p_e * H[a]`` over the pairs whose output bin ``k`` is in [k_lo, k_hi).
 
     The output bin of a pair is the one nearest ``1 - (1 - a)(1 - e)`` (clipped to the last).
@@ -425,9 +438,10 @@ def _ale_combine_range(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, 
     so ``shift(a) = bin(a) - a`` is non-increasing and the stretch splits into runs of constant
     shift, each a contiguous ``out[a + shift] += p_e * H[a]`` that LLVM vectorises (multiply,
     then add: no fused multiply-add, the rounding of the scalar loop). ``e = 0`` (where
-    ``1 - (1 - a)`` is ``a`` only up to rounding) takes the plain loop. Every output bin gets
-    its contributions in the order of NiMARE's double loop (exp bins outer, ``a`` inner), so
-    any split of the output range, serial or over threads, is bit-for-bit NiMARE's result.
+    ``1 - (1 - a)`` is ``a`` only up to rounding) reads its output bins from ``zero_out``
+    (:func:`_zero_outputs`). Every output bin gets its contributions in the order
+    of NiMARE's double loop (exp bins outer, ``a`` inner), so any split of the output range is
+    bit-for-bit NiMARE's result.
     """
     n_a = a_idx.shape[0]
     out[k_lo:k_hi] = 0.0
@@ -438,15 +452,22 @@ def _ale_combine_range(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, 
     for ie in range(e_idx.shape[0]):
         e1m = 1.0 - centers[e_idx[ie]]
         ep = e_prob[ie]
-        t = _first_output_at(a_idx, e1m, centers, inv_step, n_bins, k_lo)
         if e_idx[ie] == 0:
-            while t < n_a:
-                k = a_idx[t] + _ale_shift(a_idx[t], e1m, centers, inv_step, n_bins)
+            lo = 0
+            hi = n_a
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if zero_out[a_idx[mid]] >= k_lo:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            for t in range(lo, n_a):
+                k = zero_out[a_idx[t]]
                 if k >= k_hi:
                     break
                 out[k] += ep * a_prob[t]
-                t += 1
             continue
+        t = _first_output_at(a_idx, e1m, centers, inv_step, n_bins, k_lo)
         while t < n_a:
             s = _ale_shift(a_idx[t], e1m, centers, inv_step, n_bins)
             if a_idx[t] + s >= k_hi:
@@ -468,17 +489,21 @@ def _ale_combine_range(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, 
 @numba.njit(cache=True, nogil=True)
 def _ale_combine(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out):
     """``out[bin(1 - (1 - a)(1 - e))] += p_e * H[a]`` over all pairs, in NiMARE's order."""
-    _ale_combine_range(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, 0, n_bins)
+    zero_out = _zero_outputs(centers, inv_step, n_bins)
+    _ale_combine_range(
+        a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, 0, n_bins, zero_out
+    )
 
 
 @numba.njit(cache=True, nogil=True)
-def _ale_overflow(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top):
-    """Total ``p_e * H[a]`` over the pairs whose output bin is >= ``k_top``."""
+def _ale_overflow(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top, overflow):
+    """The mass at or above ``k_top`` after a step: the old ``overflow`` (it stays above) plus
+    ``p_e * H[a]`` over the pairs whose output bin is >= ``k_top``."""
     n_a = a_idx.shape[0]
     suffix = np.zeros(n_a + 1)
     for t in range(n_a - 1, -1, -1):
         suffix[t] = suffix[t + 1] + a_prob[t]
-    total = 0.0
+    total = overflow * e_prob.sum()
     for ie in range(e_idx.shape[0]):
         t = _first_output_at(a_idx, 1.0 - centers[e_idx[ie]], centers, inv_step, n_bins, k_top)
         total += e_prob[ie] * suffix[t]
@@ -486,11 +511,13 @@ def _ale_overflow(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top
 
 
 @numba.njit(cache=True, nogil=True)
-def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow):
+def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zero_out, max_pairs):
     """Combine studies ``1..`` of ``counts`` into ``hist`` (the exact bins below ``hist.size``).
 
-    The mass at or above ``k_top = hist.size`` is the scalar ``overflow`` (returned): it only
-    ever moves up, so the exact bins never need it.
+    The mass at or above ``k_top = hist.size`` is the scalar ``overflow``: it only ever moves
+    up, so the exact bins never need it. Stops before the first study whose combination has
+    more than ``max_pairs`` (bin, bin) pairs (the caller splits those over threads). Returns
+    ``(next_study, overflow)``.
     """
     n_studies, width = counts.shape
     k_top = hist.shape[0]
@@ -512,18 +539,59 @@ def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow):
             if hist[k] > 0:
                 a_idx[n_a] = k
                 n_a += 1
+        if n_a * n_e > max_pairs:
+            return i, overflow
         a = a_idx[:n_a]
         a_prob = hist[a]
         # outputs stop at the last occupied bin plus the largest shift
         end = k_top if n_a == 0 else min(k_top, a[n_a - 1] + e_idx[n_e - 1] + 2)
         out[end:] = 0.0
-        _ale_combine_range(a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, 0, end)
+        _ale_combine_range(
+            a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, 0, end, zero_out
+        )
         if k_top < n_bins:
-            overflow = overflow * e_prob.sum() + _ale_overflow(
-                a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top
+            overflow = _ale_overflow(
+                a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top, overflow
             )
         hist[:] = out
-    return overflow
+    return n_studies, overflow
+
+
+#: Pairs of a combination step above which it is split over threads (a few ms of work).
+_PARALLEL_MIN_PAIRS = 2_000_000
+#: Relative cost of a product with a subnormal operand (a microcode assist) in load balancing.
+_SUBNORMAL_COST = 16.0
+
+
+def _threaded_step(hist, e_idx, e_prob, centers, inv_step, n_bins, zero_out, pool, n_threads):
+    """One combination step split over threads by output bins (disjoint writes, same bits).
+
+    The cuts balance the positions each thread reads, subnormal masses (slow products)
+    weighing more. Returns the new exact bins.
+    """
+    k_top = hist.size
+    a_idx = np.flatnonzero(hist)
+    a_prob = hist[a_idx]
+    end = min(k_top, int(a_idx[-1]) + int(e_idx[-1]) + 2)
+    cost = np.cumsum(np.where(a_prob < _TINY, _SUBNORMAL_COST, 1.0))
+    inner = [
+        int(a_idx[np.searchsorted(cost, cost[-1] * j / n_threads)]) for j in range(1, n_threads)
+    ]
+    cuts = np.clip(np.array([0, *inner, end], dtype=np.int64), 0, end)
+    cuts = np.maximum.accumulate(cuts)
+    out = np.zeros(k_top)
+
+    def run(j):
+        _ale_combine_range(
+            a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, cuts[j], cuts[j + 1],
+            zero_out,
+        )  # fmt: skip
+
+    list(pool.map(run, range(n_threads)))
+    return out, a_idx, a_prob
+
+
+_TINY = float(np.finfo(np.float64).tiny)
 
 
 def _grid_counts(counts: np.ndarray, n_bins: int) -> np.ndarray:
@@ -541,6 +609,7 @@ def ale_null_from_histograms(
     n_voxels: int,
     histogram_bins: np.ndarray,
     top_bin: int | None = None,
+    n_threads: int = 1,
 ) -> np.ndarray:
     """Combine per-study MA histograms into the ALE null (Eickhoff et al. 2012).
 
@@ -565,6 +634,9 @@ def ale_null_from_histograms(
         Bin centres from :func:`ale_histogram_bins`.
     top_bin : int, optional
         Highest bin computed exactly (None: every bin, NiMARE's whole histogram).
+    n_threads : int
+        Threads for the large combination steps (more than ~2 million bin pairs); they split
+        the output bins, so the result is the same bits for any number.
 
     Returns
     -------
@@ -586,7 +658,26 @@ def ale_null_from_histograms(
     hist = np.zeros(k_top)
     hist[: min(k_top, first.size)] = first[:k_top]
     overflow = float(first[k_top:].sum())
-    overflow = _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow)
+    zero_out = _zero_outputs(centers, inv_step, n_bins)
+    n_threads = max(1, int(n_threads))
+    max_pairs = _PARALLEL_MIN_PAIRS if n_threads > 1 else np.iinfo(np.int64).max
+    i, overflow = _ale_null_loop(
+        hist, counts, recip, centers, inv_step, n_bins, overflow, zero_out, max_pairs
+    )
+    if i < counts.shape[0]:
+        # the big steps: each split over threads (|a| only grows, so all the rest are big)
+        with ThreadPoolExecutor(n_threads) as pool:
+            for row in counts[i:]:
+                e_idx = np.flatnonzero(row)
+                e_prob = row[e_idx] * recip
+                new, a_idx, a_prob = _threaded_step(
+                    hist, e_idx, e_prob, centers, inv_step, n_bins, zero_out, pool, n_threads
+                )
+                if k_top < n_bins:
+                    overflow = _ale_overflow(
+                        a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top, overflow
+                    )
+                hist = new
     out = np.zeros(n_bins)
     out[:k_top] = hist
     if k_top < n_bins:
