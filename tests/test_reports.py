@@ -143,6 +143,21 @@ def test_cluster_level_map_one_row_per_cluster(pain):
         assert clusters.labels[vox] > 0
 
 
+def test_voxel_level_map_reports_uncorrected_peaks(pain):
+    """Peak Stat of a voxel-level corrected map is the peak's uncorrected z, not the capped
+    corrected one."""
+    res = ALE().fit(pain)
+    z = res.get_map("z", return_type="array")
+    name = "z_level-voxel_corr-FWE_method-montecarlo"
+    vz = np.where(z > 4.5, 1.96, 0.0).astype(np.float32)  # corrected z saturates at its floor
+    res2 = MetaResult(res.estimator, grid=res.grid, maps={"z": z, name: vz})
+    table = cluster_table(res2, name, subpeaks=False, atlas=None)
+    assert len(table) > 0
+    for _, row in table.iterrows():
+        vox = res.grid.mm_to_voxel(row[["Peak X", "Peak Y", "Peak Z"]].to_numpy(float))[0]
+        assert row["Peak Stat"] == pytest.approx(float(z[vox])) and row["Peak Stat"] > 4.5
+
+
 def test_default_thresholds():
     assert default_threshold("z_desc-size_level-cluster_corr-FWE_method-montecarlo") == (
         pytest.approx(1.6448536)

@@ -108,7 +108,7 @@ def _strip_size_mass(name: str) -> str:
 
 
 def peak_map_name(target_image: str) -> str:
-    """The uncorrected map a corrected cluster-level map was made from.
+    """The uncorrected map a corrected (cluster- or voxel-level) map was made from.
 
     Parameters
     ----------
@@ -121,6 +121,7 @@ def peak_map_name(target_image: str) -> str:
         E.g. ``z``.
     """
     base = target_image.split("_corr-", 1)[0].replace("_level-cluster", "")
+    base = base.replace("_level-voxel", "")
     return _strip_size_mass(base)
 
 

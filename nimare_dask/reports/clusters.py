@@ -12,7 +12,8 @@ clusters are the 6-connected components of the map beyond the threshold. Each ro
 * ``p``: the cluster's corrected p for cluster-level maps, the map's p at the peak otherwise
   (taken from the matching ``p_*``/``logp_*`` map when the result has one, else from z);
 * ``Peak Stat`` and ``Peak X/Y/Z``: the peak of the *uncorrected* statistic inside the cluster
-  (``z`` for the map above; the map itself for voxel-level maps) and its label;
+  (``z`` for the corrected maps above, voxel- or cluster-level; the map itself for an
+  uncorrected map) and its label;
 * ``Center of Mass X/Y/Z`` (mm, unweighted mean of the cluster's voxels) and its label: it can
   fall outside a ring- or crescent-shaped cluster, so
 * ``Representative X/Y/Z``: the cluster voxel nearest the centre of mass (lowest voxel index on
@@ -294,8 +295,8 @@ def cluster_table(
         Threshold of the map (default: :func:`default_threshold`, e.g. 1.645 for corrected z
         maps: one-sided p < 0.05). For a ``p`` map, a p value (clusters where p < threshold).
     peak_map : str, optional
-        Map whose peaks are reported (default: the uncorrected map of a cluster-level map,
-        e.g. ``z``; the map itself otherwise).
+        Map whose peaks are reported (default: the uncorrected map of a corrected map, e.g.
+        ``z``, so that ``Peak Stat`` is the peak's uncorrected z; the map itself otherwise).
     two_sided : bool, optional
         Report negative clusters too (default: when the map has negative values).
     cluster_threshold : int
@@ -323,7 +324,7 @@ def cluster_table(
         target = values
         thr = default_threshold(map_name) if threshold is None else float(threshold)
     if peak_map is None:
-        candidate = peak_map_name(map_name) if cluster_level else map_name
+        candidate = peak_map_name(map_name) if "_corr-" in map_name else map_name
         peak_map = candidate if candidate in result.maps_names else map_name
     peak_values = None if peak_map == map_name else result.get_map(peak_map, return_type="array")
     if parts["datatype"] == "p" and peak_values is None:
