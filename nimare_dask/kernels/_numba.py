@@ -4,10 +4,13 @@ Every function here works on plain arrays so that Dask threads (and the Monte Ca
 can call it concurrently. Conventions shared by all of them:
 
 * ``ijk``: (n_foci, 3) int64 grid indices of the foci;
-* a kernel bank (see :class:`~nimare_dask.kernels.shapes.KernelBank`): ``starts``,
-  ``offsets``, ``deltas``, ``values``, ``lo``, ``hi``; row ``r`` uses kernel ``row_kid[r]``;
-* ``shape``: (3,) int64 grid shape and ``lut``: the grid's C-order flat index -> in-mask voxel
-  index (or -1). Kernel voxels outside the grid or the mask are dropped;
+* a kernel bank (see :class:`~nimare_dask.kernels.shapes.KernelBank`): ``values`` and the
+  kernels as runs along the last grid axis (``run_ptr``, ``runs``); row ``r`` uses kernel
+  ``row_kid[r]``;
+* ``shape``: (3,) int64 grid shape and the mask as segments of consecutive in-mask voxels per
+  grid row (``seg_ptr``, ``segs``: :attr:`~nimare_dask.space.Grid.column_segments`). A run
+  clipped to a segment is a *span* of consecutive voxel indices, scattered in a tight
+  (vectorised) loop; kernel voxels outside the grid or the mask are dropped;
 * ``mode``: :data:`MODE_MAX` (voxel-wise max over a row's foci: ALE, MKDA) or
   :data:`MODE_ADD` (sum over a row's foci: KDA); then every value is multiplied by the
   float32 ``scale`` (the sphere ``value``; 1 for ALE), exactly as NiMARE does
@@ -32,6 +35,7 @@ __all__ = [
     "dense_block",
     "reduce_block",
     "count_block",
+    "tabulate_block",
     "csr_block",
     "row_max_block",
 ]
@@ -45,78 +49,16 @@ HOW_COUNT = 2
 
 
 @njit(nogil=True, cache=True)
-def _scatter(
-    row, touched, n_touched, track, i, j, k, kk, starts, offsets, deltas, values, lo, hi, shape,
-    lut, mode,
-):  # fmt: skip
-    """Scatter kernel ``kk`` centred on (i, j, k) into ``row``; return the touched count."""
-    s0, s1, s2 = shape[0], shape[1], shape[2]
-    # entirely outside the grid: nothing to do
-    if i + hi[kk, 0] < 0 or i + lo[kk, 0] >= s0:
-        return n_touched
-    if j + hi[kk, 1] < 0 or j + lo[kk, 1] >= s1:
-        return n_touched
-    if k + hi[kk, 2] < 0 or k + lo[kk, 2] >= s2:
-        return n_touched
-    inside = (
-        i + lo[kk, 0] >= 0
-        and i + hi[kk, 0] < s0
-        and j + lo[kk, 1] >= 0
-        and j + hi[kk, 1] < s1
-        and k + lo[kk, 2] >= 0
-        and k + hi[kk, 2] < s2
-    )
-    if inside:  # the whole kernel lies in the grid: flat steps, no bounds checks
-        base = (i * s1 + j) * s2 + k
-        for t in range(starts[kk], starts[kk + 1]):
-            v = lut[base + deltas[t]]
-            if v < 0:
-                continue
-            cur = row[v]
-            if track and cur == 0:
-                touched[n_touched] = v
-                n_touched += 1
-            if mode == MODE_MAX:
-                if values[t] > cur:
-                    row[v] = values[t]
-            else:
-                row[v] = cur + values[t]
-        return n_touched
-    for t in range(starts[kk], starts[kk + 1]):
-        x = i + offsets[t, 0]
-        y = j + offsets[t, 1]
-        z = k + offsets[t, 2]
-        if x < 0 or x >= s0 or y < 0 or y >= s1 or z < 0 or z >= s2:
-            continue
-        v = lut[(x * s1 + y) * s2 + z]
-        if v < 0:
-            continue
-        cur = row[v]
-        if track and cur == 0:
-            touched[n_touched] = v
-            n_touched += 1
-        if mode == MODE_MAX:
-            if values[t] > cur:
-                row[v] = values[t]
-        else:
-            row[v] = cur + values[t]
-    return n_touched
-
-
-@njit(nogil=True, cache=True)
 def dense_block(
-    ijk, rows, row_kid, n_rows, n_vox, starts, offsets, deltas, values, lo, hi, shape, lut,
-    mode, scale,
+    ijk, ptr, row_kid, n_vox, values, run_ptr, runs, shape, seg_ptr, segs, mode, scale, spans,
 ):  # fmt: skip
-    """Dense (n_rows, n_vox) float32 MA block; focus ``f`` goes to row ``rows[f]``."""
+    """Dense (n_rows, n_vox) float32 MA block; row ``r``'s foci are ``ijk[ptr[r]:ptr[r+1]]``."""
+    n_rows = ptr.shape[0] - 1
     out = np.zeros((n_rows, n_vox), dtype=np.float32)
-    dummy = np.empty(0, dtype=np.int32)
-    for f in range(ijk.shape[0]):
-        r = rows[f]
-        _scatter(
-            out[r], dummy, 0, False, ijk[f, 0], ijk[f, 1], ijk[f, 2], row_kid[r], starts,
-            offsets, deltas, values, lo, hi, shape, lut, mode,
-        )  # fmt: skip
+    for r in range(n_rows):
+        n = _row_spans(ijk, ptr[r], ptr[r + 1], row_kid[r], run_ptr, runs, shape, seg_ptr, segs,
+                       spans)  # fmt: skip
+        _apply_spans(out[r], values, spans, n, mode)
     if scale != np.float32(1.0):
         for r in range(n_rows):
             for v in range(n_vox):
@@ -126,22 +68,82 @@ def dense_block(
 
 
 @njit(nogil=True, cache=True)
-def _fill_row(
-    scratch, touched, ijk, f0, f1, kk, starts, offsets, deltas, values, lo, hi, shape, lut, mode
-):
+def _row_spans(ijk, f0, f1, kk, run_ptr, runs, shape, seg_ptr, segs, spans):
+    """The spans of foci ``f0..f1`` (kernel ``kk``): kernel runs clipped to mask segments.
+
+    Span ``q`` is ``(first voxel, first kernel entry, length)``: voxels
+    ``spans[q, 0] + z`` take entries ``spans[q, 1] + z``. Listed focus by focus, so a voxel
+    meets its foci in order. Returns the number of spans.
+    """
+    s0, s1 = shape[0], shape[1]
     n = 0
     for f in range(f0, f1):
-        n = _scatter(
-            scratch, touched, n, True, ijk[f, 0], ijk[f, 1], ijk[f, 2], kk, starts, offsets,
-            deltas, values, lo, hi, shape, lut, mode,
-        )  # fmt: skip
+        i = ijk[f, 0]
+        j = ijk[f, 1]
+        k = ijk[f, 2]
+        for q in range(run_ptr[kk], run_ptr[kk + 1]):
+            x = i + runs[q, 0]
+            y = j + runs[q, 1]
+            if x < 0 or x >= s0 or y < 0 or y >= s1:
+                continue
+            z0 = k + runs[q, 2]
+            z1 = z0 + runs[q, 3]  # exclusive
+            row = x * s1 + y
+            for g in range(seg_ptr[row], seg_ptr[row + 1]):
+                lo = max(z0, segs[g, 0])
+                hi = min(z1, segs[g, 1] + 1)
+                if lo >= hi:
+                    continue
+                spans[n, 0] = segs[g, 2] + lo - segs[g, 0]
+                spans[n, 1] = runs[q, 4] + lo - z0
+                spans[n, 2] = hi - lo
+                n += 1
+    return n
+
+
+@njit(nogil=True, cache=True)
+def _apply_spans(row, values, spans, n, mode):
+    """Scatter the spans' kernel values into ``row`` (max or sum, float32; vectorised)."""
+    for q in range(n):
+        a = np.uint64(spans[q, 0])
+        e = np.uint64(spans[q, 1])
+        for z in range(np.uint64(spans[q, 2])):
+            val = values[e + z]
+            cur = row[a + z]
+            if mode == MODE_MAX:
+                row[a + z] = val if val > cur else cur
+            else:
+                row[a + z] = cur + val
+
+
+@njit(nogil=True, cache=True)
+def _fill_row(scratch, touched, ijk, f0, f1, kk, values, run_ptr, runs, shape, seg_ptr, segs,
+              mode, spans):  # fmt: skip
+    """Build one row in ``scratch`` (zero outside it); list its voxels once each in ``touched``.
+
+    Kernel values are > 0, so the row's voxels are its non-zero ones. Returns their number.
+    """
+    n_spans = _row_spans(ijk, f0, f1, kk, run_ptr, runs, shape, seg_ptr, segs, spans)
+    _apply_spans(scratch, values, spans, n_spans, mode)
+    # each voxel once: flip the sign of the ones listed, then restore it
+    n = 0
+    for q in range(n_spans):
+        a = spans[q, 0]
+        for z in range(spans[q, 2]):
+            v = a + z
+            if scratch[v] > 0:
+                touched[n] = v
+                scratch[v] = -scratch[v]
+                n += 1
+    for t in range(n):
+        scratch[touched[t]] = -scratch[touched[t]]
     return n
 
 
 @njit(nogil=True, cache=True)
 def reduce_block(
-    ijk, ptr, row_kid, weights, how, n_vox, starts, offsets, deltas, values, lo, hi, shape,
-    lut, mode, scale,
+    ijk, ptr, row_kid, weights, how, n_vox, values, run_ptr, runs, shape, seg_ptr, segs, mode,
+    scale, spans,
 ):  # fmt: skip
     """Fused reduction over rows, without a dense block: a (n_vox,) float64 partial.
 
@@ -154,8 +156,8 @@ def reduce_block(
     n_rows = ptr.shape[0] - 1
     for r in range(n_rows):
         n = _fill_row(
-            scratch, touched, ijk, ptr[r], ptr[r + 1], row_kid[r], starts, offsets, deltas,
-            values, lo, hi, shape, lut, mode,
+            scratch, touched, ijk, ptr[r], ptr[r + 1], row_kid[r], values, run_ptr, runs, shape,
+            seg_ptr, segs, mode, spans,
         )  # fmt: skip
         w = weights[r]
         for t in range(n):
@@ -169,6 +171,53 @@ def reduce_block(
             elif val > 0:
                 acc[v] += 1.0
     return acc
+
+
+@njit(nogil=True, cache=True)
+def tabulate_block(
+    ijk, ptr, row_kid, n_vox, ranks, run_ptr, runs, shape, seg_ptr, segs, spans, acc_table,
+    bin_table, val_table, n_bins,
+):  # fmt: skip
+    """Reductions of max-kernel MA rows through per-value tables, without building the rows.
+
+    ``ranks[t]`` is the rank of kernel entry ``t``'s value among the bank's distinct values, so
+    a voxel's MA value is the one of its largest rank. Per voxel, ``acc[v]`` sums
+    ``acc_table[rank]`` over the rows in row order; per row, ``counts[r, bin_table[rank]]``
+    counts its voxels (voxels it does not reach in bin 0), and ``row_max[r]`` is
+    ``val_table`` of its largest rank (0 for an empty row).
+    """
+    n_rows = ptr.shape[0] - 1
+    acc = np.zeros(n_vox)
+    counts = np.zeros((n_rows, n_bins), dtype=np.int32)
+    row_max = np.zeros(n_rows, dtype=np.float32)
+    scratch = np.zeros(n_vox, dtype=np.int32)  # rank + 1; 0: not reached
+    for r in range(n_rows):
+        n = _row_spans(ijk, ptr[r], ptr[r + 1], row_kid[r], run_ptr, runs, shape, seg_ptr, segs,
+                       spans)  # fmt: skip
+        for q in range(n):
+            a = np.uint64(spans[q, 0])
+            e = np.uint64(spans[q, 1])
+            for z in range(np.uint64(spans[q, 2])):
+                val = ranks[e + z] + 1
+                cur = scratch[a + z]
+                scratch[a + z] = val if val > cur else cur
+        reached = 0
+        best = 0
+        for q in range(n):
+            a = spans[q, 0]
+            for z in range(spans[q, 2]):
+                k = scratch[a + z]
+                if k > 0:
+                    acc[a + z] += acc_table[k - 1]
+                    counts[r, bin_table[k - 1]] += 1
+                    reached += 1
+                    if k > best:
+                        best = k
+                    scratch[a + z] = 0
+        counts[r, 0] += n_vox - reached
+        if best > 0:
+            row_max[r] = val_table[best - 1]
+    return acc, counts, row_max
 
 
 @njit(nogil=True, cache=True)
@@ -249,8 +298,8 @@ def _sorted_prefix(buf, tmp, n, n_bits):
 
 @njit(nogil=True, cache=True)
 def csr_block(
-    ijk, ptr, row_kid, cap, n_vox, starts, offsets, deltas, values, lo, hi, shape, lut, mode,
-    scale,
+    ijk, ptr, row_kid, cap, n_vox, values, run_ptr, runs, shape, seg_ptr, segs, mode, scale,
+    spans,
 ):  # fmt: skip
     """CSR parts (indptr int64, indices int32, data float32) of the rows; sorted indices.
 
@@ -270,8 +319,8 @@ def csr_block(
     pos = 0
     for r in range(n_rows):
         n = _fill_row(
-            scratch, touched, ijk, ptr[r], ptr[r + 1], row_kid[r], starts, offsets, deltas,
-            values, lo, hi, shape, lut, mode,
+            scratch, touched, ijk, ptr[r], ptr[r + 1], row_kid[r], values, run_ptr, runs, shape,
+            seg_ptr, segs, mode, spans,
         )  # fmt: skip
         cols = _sorted_prefix(touched, tmp, n, n_bits)
         for t in range(n):
@@ -286,7 +335,7 @@ def csr_block(
 
 @njit(nogil=True, cache=True)
 def row_max_block(
-    ijk, ptr, row_kid, n_vox, starts, offsets, deltas, values, lo, hi, shape, lut, mode, scale
+    ijk, ptr, row_kid, n_vox, values, run_ptr, runs, shape, seg_ptr, segs, mode, scale, spans
 ):
     """Per-row maximum MA value (float32; 0 for rows with no in-mask voxel)."""
     n_rows = ptr.shape[0] - 1
@@ -295,8 +344,8 @@ def row_max_block(
     touched = np.empty(n_vox, dtype=np.int32)
     for r in range(n_rows):
         n = _fill_row(
-            scratch, touched, ijk, ptr[r], ptr[r + 1], row_kid[r], starts, offsets, deltas,
-            values, lo, hi, shape, lut, mode,
+            scratch, touched, ijk, ptr[r], ptr[r + 1], row_kid[r], values, run_ptr, runs, shape,
+            seg_ptr, segs, mode, spans,
         )  # fmt: skip
         best = np.float32(0.0)
         for t in range(n):

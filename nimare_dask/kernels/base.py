@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -59,7 +60,6 @@ class _Plan:
     row_kid: np.ndarray  # (n_rows,) int64
     bank: KernelBank
     shape: np.ndarray  # (3,) int64
-    lut: np.ndarray  # grid flat index -> voxel
     n_vox: int
     mode: int
     scale: np.float32
@@ -70,13 +70,23 @@ class _Plan:
         return len(self.ptr) - 1
 
     def _bank_args(self):
+        """Kernel values and runs, grid shape and mask segments, as the numba loops take them."""
+        _, seg_ptr, segs = self.segments
         b = self.bank
-        return b.starts, b.offsets, b.deltas, b.values, b.lo, b.hi, self.shape, self.lut
+        return b.values, b.run_ptr, b.runs, self.shape, seg_ptr, segs
+
+    def _spans(self) -> np.ndarray:
+        """Work space for one row's spans (foci x kernel runs x mask segments per grid row)."""
+        max_segs = max(1, int(self.segments[0][:, 3].max(initial=1)))
+        counts = np.diff(self.ptr)
+        runs = np.diff(self.bank.run_ptr)[self.row_kid]
+        cap = int((counts * runs).max(initial=1)) * max_segs
+        return np.empty((max(1, cap), 3), dtype=np.int64)
 
     def dense(self) -> np.ndarray:
         return _numba.dense_block(
-            self.ijk, self.rows, self.row_kid, self.n_rows, self.n_vox, *self._bank_args(),
-            self.mode, self.scale,
+            self.ijk, self.ptr, self.row_kid, self.n_vox, *self._bank_args(), self.mode,
+            self.scale, self._spans(),
         )  # fmt: skip
 
     def reduce(self, how: int, weights: np.ndarray) -> np.ndarray:
@@ -88,7 +98,7 @@ class _Plan:
             )  # fmt: skip
         return _numba.reduce_block(
             self.ijk, self.ptr, self.row_kid, weights, how, self.n_vox, *self._bank_args(),
-            self.mode, self.scale,
+            self.mode, self.scale, self._spans(),
         )  # fmt: skip
 
     def csr(self) -> sp.csr_matrix:
@@ -97,14 +107,14 @@ class _Plan:
         cap = int(per_row.sum())
         indptr, indices, data = _numba.csr_block(
             self.ijk, self.ptr, self.row_kid, cap, self.n_vox, *self._bank_args(), self.mode,
-            self.scale,
+            self.scale, self._spans(),
         )  # fmt: skip
         return sp.csr_matrix((data, indices, indptr), shape=(self.n_rows, self.n_vox))
 
     def row_max(self) -> np.ndarray:
         return _numba.row_max_block(
             self.ijk, self.ptr, self.row_kid, self.n_vox, *self._bank_args(), self.mode,
-            self.scale,
+            self.scale, self._spans(),
         )  # fmt: skip
 
 
@@ -324,7 +334,6 @@ class KernelTransformer:
             row_kid=np.ascontiguousarray(row_kid, dtype=np.int64),
             bank=bank,
             shape=np.asarray(grid.shape, dtype=np.int64),
-            lut=grid.flat_lookup,
             n_vox=grid.n_voxels,
             mode=self._mode,
             scale=self._scale(),
@@ -390,6 +399,56 @@ class KernelTransformer:
         """
         code, w = self._how(how, weights, int(n_rows))
         return self._plan(ijk, rows, n_rows, grid, sample_sizes).reduce(code, w)
+
+    def tabulate_block(
+        self,
+        ijk: np.ndarray,
+        rows: np.ndarray,
+        n_rows: int,
+        grid: Grid,
+        sample_sizes: np.ndarray | None,
+        acc_of: Callable[[np.ndarray], np.ndarray],
+        bin_of: Callable[[np.ndarray], np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-voxel sums and per-row histograms of a function of the MA values, in one pass
+        that never builds the MA rows (eager, numba; max kernels: ALE, MKDA).
+
+        A row's MA values are kernel values (the voxel-wise maximum over its foci), so each
+        function is evaluated once per distinct kernel value (numpy, vectorised) and looked up.
+
+        Parameters
+        ----------
+        ijk, rows, n_rows, grid, sample_sizes
+            As in :meth:`ma_block`.
+        acc_of : callable
+            float32 MA values -> values summed over rows per voxel (in float64, in row order).
+        bin_of : callable
+            float32 MA values (> 0) -> histogram bins (non-negative ints; 0 holds the voxels a
+            row does not reach).
+
+        Returns
+        -------
+        acc : numpy.ndarray
+            (grid.n_voxels,) float64 ``sum_r acc_of(MA_r[v])`` over the rows reaching ``v``.
+        counts : numpy.ndarray
+            (n_rows, B) int32 histograms; each row sums to ``grid.n_voxels``.
+        row_max : numpy.ndarray
+            (n_rows,) float32 largest MA value of each row (0 for an empty row).
+        """
+        if self._mode != _numba.MODE_MAX:
+            raise ValueError(f"{type(self).__name__}: tabulate_block needs a max kernel")
+        plan = self._plan(ijk, rows, n_rows, grid, sample_sizes)
+        uniq, ranks = np.unique(plan.bank.values, return_inverse=True)
+        vals = (uniq * plan.scale).astype(np.float32)
+        acc_table = np.asarray(acc_of(vals), dtype=np.float64)
+        bin_table = np.asarray(bin_of(vals), dtype=np.int64)
+        n_bins = int(bin_table.max(initial=0)) + 1
+        _, seg_ptr, segs = plan.segments
+        return _numba.tabulate_block(
+            plan.ijk, plan.ptr, plan.row_kid, plan.n_vox, ranks.astype(np.int32),
+            plan.bank.run_ptr, plan.bank.runs, plan.shape, seg_ptr, segs, plan._spans(),
+            acc_table, bin_table, vals, n_bins,
+        )  # fmt: skip
 
     def csr_block(
         self,

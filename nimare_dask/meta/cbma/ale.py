@@ -547,7 +547,6 @@ class ALESubtraction(PairwiseCBMAEstimator):
             ``stat/p/z/logp_desc-group{1,2}`` (float32), the permutation nulls; also kept as
             ``self.result_``.
         """
-        from nimare_dask.meta.cbma.chunkstats import _ale_chunk
         from nimare_dask.meta.cbma.fwe import check_n_iters
         from nimare_dask.meta.cbma.permutation import PooledMaps
 
@@ -572,14 +571,14 @@ class ALESubtraction(PairwiseCBMAEstimator):
                 "ALESubtraction: directional inference needs at least one voxel in "
                 "inference_map1 or inference_map2"
             )
-        csr1, csr2 = self._compute(
+        csr1, csr2, (log1m1, c1, m1), (log1m2, c2, m2) = self._compute(
             *(
                 per_chunk(self.kernel, ss, _own_csr, _stack_csr, "ale-ma-csr", self.chunks)
                 for ss in (ss1, ss2)
-            )
+            ),
+            *(ale_chunk_stats(self.kernel, ss, self.chunks) for ss in (ss1, ss2)),
         )
         n_vox = grid.n_voxels
-        (log1m1, c1, m1), (log1m2, c2, m2) = (_ale_chunk(c, n_vox) for c in (csr1, csr2))
         stat1, stat2 = _ale_stat(log1m1), _ale_stat(log1m2)
         maps = {"stat_desc-group1MinusGroup2": stat1 - stat2}
         nulls = {}

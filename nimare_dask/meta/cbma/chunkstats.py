@@ -25,7 +25,7 @@ import numba
 import numpy as np
 from dask.base import tokenize
 
-from nimare_dask.stats.nulls import _ALE_INV_STEP_EXACT, _nearest_bin, pad_histograms
+from nimare_dask.stats.nulls import _ALE_INV_STEP_EXACT, pad_histograms
 
 __all__ = ["ale_chunk_stats", "chunk_bounds", "coverage", "kda_histograms", "per_chunk"]
 
@@ -59,7 +59,14 @@ def _csr_task(func, kernel, grid, ijk, rows, n_rows, sample_sizes, **kwargs):
 
 
 def per_chunk(
-    kernel, studyset, func: Callable, combine: Callable, name: str, chunks=None, **kwargs
+    kernel,
+    studyset,
+    func: Callable | None,
+    combine: Callable,
+    name: str,
+    chunks=None,
+    task: Callable | None = None,
+    **kwargs,
 ):
     """Apply ``func(csr, n_voxels, **kwargs)`` to each chunk's MA maps; ``combine`` the results.
 
@@ -77,6 +84,9 @@ def per_chunk(
         Task-name prefix (shown on the Dask dashboard).
     chunks : int, optional
         Analyses per chunk (default: the kernel's dense chunk size).
+    task : callable, optional
+        ``task(kernel, grid, ijk, rows, n_rows, sample_sizes, **kwargs)`` computing a chunk's
+        result from its foci directly (then ``func`` is unused).
 
     Returns
     -------
@@ -91,8 +101,9 @@ def per_chunk(
     sizes = studyset.sample_sizes
     token = tokenize(kernel.cache_key(studyset), name, bounds, kwargs)
     # the kernel and grid travel in one partial: not traversed, not re-hashed by dask
+    body = partial(_csr_task, func) if task is None else task
     task = dask.delayed(
-        partial(_csr_task, func, kernel, grid, **kwargs),
+        partial(body, kernel, grid, **kwargs),
         pure=True,
         traverse=False,
         name=f"{name}-context-{token}",
@@ -112,43 +123,19 @@ def per_chunk(
     return dask.delayed(combine, pure=True)(parts, dask_key_name=f"{name}-combine-{token}")
 
 
-@numba.njit(cache=True, nogil=True)
-def _csr_row_stats(indptr, indices, data, log1m_data, n_voxels, inv_step):
-    """Per row: counts on the ALE grid (zeros in bin 0) and the maximum; and the union's
-    ``sum log(1 - MA)`` per voxel, accumulated in data order (NiMARE's ``bincount`` order)."""
-    n_rows = indptr.shape[0] - 1
-    top = 0.0
-    for i in range(data.shape[0]):
-        if data[i] > top:
-            top = data[i]
-    width = _nearest_bin(np.float64(top), inv_step, 1 << 62) + 1
-    counts = np.zeros((n_rows, width), dtype=np.int32)
-    row_max = np.zeros(n_rows, dtype=np.float32)
-    log1m = np.zeros(n_voxels)
-    for r in range(n_rows):
-        n_zero = n_voxels
-        for i in range(indptr[r], indptr[r + 1]):
-            log1m[indices[i]] += np.float64(log1m_data[i])
-            val = data[i]
-            if val > 0:
-                counts[r, _nearest_bin(np.float64(val), inv_step, width)] += 1
-                n_zero -= 1
-                if val > row_max[r]:
-                    row_max[r] = val
-        counts[r, 0] += n_zero
-    return log1m, counts, row_max
+def _ale_bins(values: np.ndarray) -> np.ndarray:
+    """Nearest bin of the ALE null grid (1e-5) of each (positive) MA value."""
+    scaled = np.asarray(values, dtype=np.float64) * _ALE_INV_STEP_EXACT
+    floor = np.floor(scaled)
+    # subtracting the floor (not adding 0.5) keeps 0.49999999999999994 below the half
+    return (floor + (scaled - floor >= 0.5)).astype(np.int64)
 
 
-def _ale_chunk(csr, n_voxels):
-    data = np.asarray(csr.data, dtype=np.float32)
-    # numpy's float32 log1p, as NiMARE evaluates it (see the module docstring)
-    return _csr_row_stats(
-        csr.indptr.astype(np.int64),
-        csr.indices,
-        data,
-        np.log1p(-data),
-        n_voxels,
-        _ALE_INV_STEP_EXACT,
+def _ale_task(kernel, grid, ijk, rows, n_rows, sample_sizes):
+    # numpy's float32 log1p of each distinct kernel value, as NiMARE evaluates it (see the
+    # module docstring), looked up per voxel
+    return kernel.tabulate_block(
+        ijk, rows, n_rows, grid, sample_sizes, lambda v: np.log1p(-v), _ale_bins
     )
 
 
@@ -170,7 +157,9 @@ def ale_chunk_stats(kernel, studyset, chunks=None):
         ``(log1m (n_voxels,) float64 = sum_i log(1 - MA_i), counts (n_studies, L) int32,
         row_max (n_studies,) float32)`` (lazy).
     """
-    return per_chunk(kernel, studyset, _ale_chunk, _ale_combine, "ale-chunk-stats", chunks)
+    return per_chunk(
+        kernel, studyset, None, _ale_combine, "ale-chunk-stats", chunks, task=_ale_task
+    )
 
 
 @numba.njit(cache=True, nogil=True)
