@@ -284,6 +284,42 @@ class Grid:
 
         return self._get("column_segments", build)
 
+    def coverage(self, mask_coverage: str = "brain", gm_threshold: float = 0.1) -> np.ndarray:
+        """In-mask voxels random foci may land on (NiMARE's ``mask_coverage``) (cached).
+
+        Parameters
+        ----------
+        mask_coverage : {"brain", "gm"}
+            ``"brain"``: every mask voxel; ``"gm"``: the mask voxels whose MNI152 grey-matter
+            probability (nilearn's 2 mm template, resampled to the grid with continuous
+            interpolation, as NiMARE does) exceeds ``gm_threshold`` (186,779 of the 228,483
+            voxels of the 2 mm MNI mask).
+        gm_threshold : float
+            Grey-matter probability threshold.
+
+        Returns
+        -------
+        numpy.ndarray
+            int64 in-mask indices, ascending (eager, read-only).
+        """
+        if mask_coverage not in ("brain", "gm"):
+            raise ValueError(f"mask_coverage must be 'brain' or 'gm'; got {mask_coverage!r}")
+        if mask_coverage == "brain":
+            return self._get("coverage_brain", lambda: _read_only(np.arange(self.n_voxels)))
+
+        def build() -> np.ndarray:
+            from nilearn import datasets, image
+
+            gm = datasets.load_mni152_gm_template(resolution=2)
+            mask_img = nib.Nifti1Image(self.mask.astype(np.int8), self.affine)
+            res = image.resample_to_img(
+                gm, mask_img, interpolation="continuous", force_resample=True, copy_header=True
+            )
+            gm_in = np.asanyarray(res.dataobj)[self.mask] > float(gm_threshold)
+            return _read_only(np.flatnonzero(gm_in).astype(np.int64))
+
+        return self._get(f"coverage_gm_{float(gm_threshold)!r}", build)
+
     @property
     def voxel_ijk(self) -> np.ndarray:
         """(n_voxels, 3) int array: the grid indices of the in-mask voxels."""
@@ -463,3 +499,8 @@ def get_grid(target: str | Grid | nib.Nifti1Image | Path | None = None) -> Grid:
     raise ValueError(
         f"unknown grid {target!r}: give 'mni152_2mm', 'mni152_1mm', a mask image or its path"
     )
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a

@@ -131,3 +131,20 @@ def test_1mm_grid():
     grid = get_grid("mni152_1mm")
     assert grid.n_voxels == 1_827_243
     np.testing.assert_array_equal(grid.zooms, [1, 1, 1])
+
+
+def test_gm_coverage_matches_nimare():
+    """``mask_coverage="gm"``: the same 186,779 voxels NiMARE draws random foci from."""
+    pytest.importorskip("nimare")
+    from nilearn.maskers import NiftiMasker
+    from nimare.utils import _mask_coverage_to_mask
+
+    grid = get_grid()
+    gm = grid.coverage("gm")
+    masker = NiftiMasker(grid.mask_image()).fit()
+    ref = _mask_coverage_to_mask(masker, "gm")
+    assert gm.size == int(ref.sum()) == 186_779
+    np.testing.assert_array_equal(gm, np.flatnonzero(ref[grid.mask]))
+    np.testing.assert_array_equal(grid.coverage("brain"), np.arange(grid.n_voxels))
+    with pytest.raises(ValueError, match="mask_coverage"):
+        grid.coverage("wm")
