@@ -91,10 +91,10 @@ class _Plan:
 
     def reduce(self, how: int, weights: np.ndarray) -> np.ndarray:
         if how == _numba.HOW_COUNT and self.scale > 0:
-            _, seg_ptr, segs = self.segments
+            _, run_ptr, runs, shape, seg_ptr, segs = self._bank_args()
             return _numba.count_block(
-                self.ijk, self.ptr, self.row_kid, self.n_vox, self.bank.run_ptr, self.bank.runs,
-                self.shape, seg_ptr, segs,
+                self.ijk, self.ptr, self.row_kid, self.n_vox, run_ptr, runs, shape, seg_ptr, segs,
+                self._spans(),
             )  # fmt: skip
         return _numba.reduce_block(
             self.ijk, self.ptr, self.row_kid, weights, how, self.n_vox, *self._bank_args(),
