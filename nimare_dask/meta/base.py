@@ -230,6 +230,23 @@ class CBMAEstimator(Estimator):
             kernel, self._default_kernel, kernel_kwargs, type(self).__name__
         )
 
+    def _coverage_pool(self, grid: Grid) -> np.ndarray | None:
+        """Grid indices random foci are drawn from (None: every in-mask voxel, the default)."""
+        coverage = getattr(self, "mask_coverage", "brain")
+        if coverage not in ("brain", "gm"):
+            raise ValueError(
+                f"{type(self).__name__}: mask_coverage must be 'brain' or 'gm'; got {coverage!r}"
+            )
+        if coverage == "brain":
+            return None
+        return np.ascontiguousarray(grid.voxel_ijk[grid.coverage(coverage)], dtype=np.int64)
+
+    def _coverage_text(self) -> str:
+        """How random foci were placed, for methods texts."""
+        if getattr(self, "mask_coverage", "brain") == "gm":
+            return "random grey-matter voxels (MNI152 grey-matter probability > 0.1)"
+        return "random in-mask voxels"
+
     # ------------------------------------------------------------------ input handling
     def _grid(self, studyset: Studyset) -> Grid:
         mask = getattr(self, "mask", None)
@@ -241,6 +258,11 @@ class CBMAEstimator(Estimator):
         Analyses without foci carry no information and are dropped, as NiMARE does
         (``drop_invalid=True``); foci outside the mask are kept (they contribute nothing).
         """
+        if getattr(self, "mask_coverage", "brain") not in ("brain", "gm"):
+            raise ValueError(
+                f"{type(self).__name__}: mask_coverage must be 'brain' or 'gm'; got "
+                f"{self.mask_coverage!r}"
+            )
         if isinstance(studyset, str | Path):
             studyset = open_studyset(studyset)
         if not isinstance(studyset, Studyset):

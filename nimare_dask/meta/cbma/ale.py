@@ -136,7 +136,7 @@ class ALE(RandomFociFWEMixin, CBMAEstimator):
     null_method : {"approximate", "montecarlo"}
         How stat values become p-values: the approximate null (Eickhoff et al., 2012) or a
         random-foci Monte Carlo null (the histogram of the ALE maps of ``n_iters`` datasets
-        whose foci are moved to random in-mask voxels).
+        whose foci are moved to random in-mask voxels, see ``mask_coverage``).
     n_iters : int, optional
         Iterations of the Monte Carlo null (default 5000; unused by the approximate null).
     random_state : int, optional
@@ -147,6 +147,9 @@ class ALE(RandomFociFWEMixin, CBMAEstimator):
         null-histogram convolution (default: all cores).
     mask : str, Grid, image or path, optional
         Analysis mask (default: the studyset's grid).
+    mask_coverage : {"brain", "gm"}
+        Voxels random foci are drawn from (Monte Carlo nulls): every mask voxel, or, as
+        NiMARE's ``mask_coverage="gm"``, those with MNI152 grey-matter probability > 0.1.
     chunks : int, optional
         Analyses per task (default: the kernel's dense chunk size, ~64 MB of float32 maps;
         each task builds its analyses' MA maps once, as CSR).
@@ -180,6 +183,7 @@ class ALE(RandomFociFWEMixin, CBMAEstimator):
         random_state: int | None = None,
         n_cores: int | None = None,
         mask=None,
+        mask_coverage: str = "brain",
         chunks: int | None = None,
         progress: bool = True,
         **kwargs,
@@ -190,6 +194,7 @@ class ALE(RandomFociFWEMixin, CBMAEstimator):
         self.random_state = random_state
         self.n_cores = n_cores
         self.mask = mask
+        self.mask_coverage = mask_coverage
         self.chunks = chunks
         self.progress = progress
 
@@ -256,7 +261,7 @@ class ALE(RandomFociFWEMixin, CBMAEstimator):
         if self.null_method == "montecarlo":
             null = (
                 "a Monte Carlo null distribution: the ALE maps of "
-                f"{self._n_null_iters()} datasets whose foci were moved to random in-mask voxels"
+                f"{self._n_null_iters()} datasets whose foci were moved to {self._coverage_text()}"
             )
         else:
             null = "an approximate null distribution \\citep{eickhoff2012activation}"

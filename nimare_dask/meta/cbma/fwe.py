@@ -278,7 +278,9 @@ def two_sided_fwe_maps(
 
 
 # ---------------------------------------------------------------------------- estimator mixin
-def _description(n_run: int, stat: str, threshold, voxel_thresh, vfwe_only, mc) -> str:
+def _description(
+    n_run: int, stat: str, threshold, voxel_thresh, vfwe_only, mc, where: str = "the mask"
+) -> str:
     """Methods text of a random-foci Monte Carlo FWE correction."""
     retained = (
         "statistic"
@@ -288,7 +290,7 @@ def _description(n_run: int, stat: str, threshold, voxel_thresh, vfwe_only, mc) 
     text = (
         "Family-wise error rate correction was performed with a Monte Carlo procedure "
         "\\citep{eickhoff2012activation,eickhoff2016behavior}: in each of "
-        f"{n_run} iterations every focus was moved to a voxel drawn at random from the mask "
+        f"{n_run} iterations every focus was moved to a voxel drawn at random from {where} "
         "(preserving each experiment's number of foci and sample size), and the maximum "
         f"{retained} were retained. "
     )
@@ -348,6 +350,7 @@ class RandomFociFWEMixin:
         from nimare_dask.meta.cbma.random_foci import build_random_foci_null
 
         weights = self._null_weights()
+        kwargs.setdefault("pool_ijk", self._coverage_pool(ss.grid))
         return build_random_foci_null(
             self.kernel,
             [ss],
@@ -490,7 +493,14 @@ class RandomFociFWEMixin:
             cluster_forming_threshold=np.nan if threshold is None else threshold,
             vfwe_only=bool(vfwe_only),
         )
-        text = _description(mc.n_iters_run, self._stat_name, threshold, voxel_thresh, vfwe_only, mc)
+        where = (
+            "the grey-matter voxels of the mask (MNI152 grey-matter probability > 0.1)"
+            if getattr(self, "mask_coverage", "brain") == "gm"
+            else "the mask"
+        )
+        text = _description(
+            mc.n_iters_run, self._stat_name, threshold, voxel_thresh, vfwe_only, mc, where
+        )
         return Correction(
             maps=maps,
             tables={"montecarlo": table},

@@ -145,7 +145,8 @@ class MKDADensity(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         The MA kernel (default ``MKDAKernel(r=10)``; ``kernel__r=8`` style keywords).
     null_method : {"approximate", "montecarlo"}
         The exact Poisson-binomial null, or a random-foci Monte Carlo null (histogram of the
-        statistic over ``n_iters`` datasets with foci moved to random in-mask voxels).
+        statistic over ``n_iters`` datasets with foci moved to random in-mask voxels, see
+        ``mask_coverage``).
     n_iters : int, optional
         Iterations of the Monte Carlo null (default 5000; unused by the approximate null).
     weighting : None, "uniform", "sample_size", dict or array
@@ -153,7 +154,7 @@ class MKDADensity(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         analysis id to weight. Weights are rescaled to sum to the number of analyses.
     n_histogram_bins : int
         Grid size of the weighted null (non-uniform weights only).
-    random_state, n_cores, mask, chunks, progress
+    random_state, n_cores, mask, mask_coverage, chunks, progress
         As for :class:`~nimare_dask.meta.cbma.ale.ALE`.
 
     Notes
@@ -181,6 +182,7 @@ class MKDADensity(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         random_state: int | None = None,
         n_cores: int | None = None,
         mask=None,
+        mask_coverage: str = "brain",
         chunks: int | None = None,
         progress: bool = True,
         **kwargs,
@@ -193,6 +195,7 @@ class MKDADensity(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         self.random_state = random_state
         self.n_cores = n_cores
         self.mask = mask
+        self.mask_coverage = mask_coverage
         self.chunks = chunks
         self.progress = progress
 
@@ -285,7 +288,7 @@ class KDA(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         Carlo null.
     n_iters : int, optional
         Iterations of the Monte Carlo null (default 5000; unused by the approximate null).
-    random_state, n_cores, mask, chunks, progress
+    random_state, n_cores, mask, mask_coverage, chunks, progress
         As for :class:`~nimare_dask.meta.cbma.ale.ALE`.
 
     Notes
@@ -307,6 +310,7 @@ class KDA(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         random_state: int | None = None,
         n_cores: int | None = None,
         mask=None,
+        mask_coverage: str = "brain",
         chunks: int | None = None,
         progress: bool = True,
         **kwargs,
@@ -317,6 +321,7 @@ class KDA(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         self.random_state = random_state
         self.n_cores = n_cores
         self.mask = mask
+        self.mask_coverage = mask_coverage
         self.chunks = chunks
         self.progress = progress
 
@@ -388,8 +393,9 @@ class MKDAChi2(PairwiseCBMAEstimator):
     fwe_null_method : {"label-permutation", "random-foci"}
         Null of :meth:`correct_fwe_montecarlo`: random relabelling of the pooled studies
         (group sizes kept; NiMARE's default) or foci moved to random in-mask voxels.
-    random_state, n_cores, mask, chunks
-        As for :class:`~nimare_dask.meta.cbma.ale.ALE`. With ``random_state=None`` the label
+    random_state, n_cores, mask, mask_coverage, chunks
+        As for :class:`~nimare_dask.meta.cbma.ale.ALE` (``mask_coverage``: for
+        ``fwe_null_method="random-foci"``). With ``random_state=None`` the label
         permutations follow NiMARE (permutation ``i`` seeded with ``i``, reproducible).
     progress : bool
         Show progress bars of Monte Carlo corrections.
@@ -425,6 +431,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
         random_state: int | None = None,
         n_cores: int | None = None,
         mask=None,
+        mask_coverage: str = "brain",
         chunks: int | None = None,
         progress: bool = True,
         **kwargs,
@@ -441,6 +448,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
         self.random_state = random_state
         self.n_cores = n_cores
         self.mask = mask
+        self.mask_coverage = mask_coverage
         self.chunks = chunks
 
     def fit(self, studyset1, studyset2, inference_map1=None, inference_map2=None) -> MetaResult:
@@ -532,6 +540,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
                 "union",
                 mode="chi2",
                 chi2={"n1": len(ss1), "n2": len(ss2), "threshold": threshold},
+                pool_ijk=self._coverage_pool(ss1.grid),
             )
             for lay in block.layouts:
                 lay.contrib[:] = 1.0  # count active studies, whatever the kernel's value
@@ -648,7 +657,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
         how = (
             "random reassignments of the studies to the two groups (group sizes preserved)"
             if self.fwe_null_method == "label-permutation"
-            else "datasets whose foci were moved to voxels drawn at random from the mask"
+            else f"datasets whose foci were moved to {self._coverage_text()}"
         )
         text = (
             "Family-wise error correction of the chi-square maps was performed with a Monte "
