@@ -34,6 +34,7 @@ __all__ = [
     "count_histograms",
     "histogram_bin_of",
     "null_to_p",
+    "nullhist_p_table",
     "nullhist_to_p",
     "nullhist_to_stat",
     "poisson_binomial_null",
@@ -142,9 +143,67 @@ def histogram_bin_of(values: ArrayLike, histogram_bins: ArrayLike) -> np.ndarray
         int64 bin indices (eager).
     """
     bins = np.asarray(histogram_bins)
-    inv_step = 1 / (bins[1] - bins[0])
-    vb = round_half_away(np.asarray(values) * inv_step).astype(np.int64)
-    return np.clip(vb, 0, bins.size - 1)
+    inv_step = float(1 / (bins[1] - bins[0]))
+    vals = np.asarray(values)
+    out = _nearest_bins(np.ascontiguousarray(vals.ravel()), inv_step, bins.size)
+    return out.reshape(vals.shape)
+
+
+@numba.njit(cache=True, nogil=True)
+def _nearest_bins(values, inv_step, n_bins):
+    out = np.empty(values.shape[0], np.int64)
+    for i in range(values.shape[0]):
+        out[i] = _nearest_bin(np.float64(values[i]), inv_step, n_bins)
+    return out
+
+
+def _tail_probabilities(weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Normalised upper-tail sums of histogram weights (B, ...) and their smallest non-zero."""
+    null = weights / np.sum(weights, axis=0)
+    null = np.cumsum(null[::-1], axis=0)[::-1]
+    null /= np.max(null, axis=0)
+    return null, float(np.min(null[null != 0]))
+
+
+def nullhist_p_table(
+    test_values: ArrayLike, histogram_weights: ArrayLike, histogram_bins: ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nullhist_to_p` as a table: each value's row and one p per row.
+
+    Maps that are functions of p (z, logp) are then computed once per distinct p (one per
+    histogram bin) rather than once per voxel.
+
+    Parameters
+    ----------
+    test_values : array_like
+        (V,) statistic values.
+    histogram_weights : array_like
+        (B,) weights over the bins.
+    histogram_bins : array_like
+        (B,) equally spaced bin centres starting at 0.
+
+    Returns
+    -------
+    rows : numpy.ndarray
+        (V,) int64: the value's bin, or ``B`` for values <= 0.
+    p : numpy.ndarray
+        (B + 1,) float64 p per row (the last, 1.0, for values <= 0); ``p[rows]`` is
+        :func:`nullhist_to_p` (eager).
+    """
+    test = np.atleast_1d(np.asarray(test_values))
+    bins = np.asarray(histogram_bins)
+    weights = np.asarray(histogram_weights, dtype=np.float64)
+    if bins.ndim != 1 or bins.size < 2:
+        raise ValueError("histogram_bins must be 1-D with at least two bin centres")
+    if weights.shape != bins.shape:
+        raise ValueError(
+            f"histogram_weights has {weights.shape[0]} bins but histogram_bins has {bins.size}"
+        )
+    null, smallest = _tail_probabilities(weights)
+    table = np.append(np.maximum(smallest, np.minimum(null, 1.0)), 1.0)
+    rows = histogram_bin_of(test, bins)
+    rows[~(test > 0)] = bins.size
+    return rows, table
 
 
 def nullhist_to_p(
@@ -184,11 +243,8 @@ def nullhist_to_p(
     voxelwise = weights.ndim == 2
     if not voxelwise:
         weights = weights[:, None]
-    null = weights / np.sum(weights, axis=0)
-    null = np.cumsum(null[::-1], axis=0)[::-1]
-    null /= np.max(null, axis=0)
+    null, smallest = _tail_probabilities(weights)
     null = np.squeeze(null, axis=1) if not voxelwise else null
-    smallest = np.min(null[null != 0])
 
     p = np.ones(test.shape, dtype=np.float64)
     idx = np.flatnonzero(test > 0)

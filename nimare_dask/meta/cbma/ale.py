@@ -30,6 +30,7 @@ from nimare_dask.stats.nulls import (
     ale_histogram_bins,
     ale_null_from_histograms,
     histogram_bin_of,
+    nullhist_p_table,
     nullhist_to_p,
     nullhist_to_stat,
 )
@@ -58,15 +59,21 @@ def ale_approximate_maps(stat, counts, row_max, n_voxels, n_threads=1):
     bins = ale_histogram_bins(row_max)
     top = int(histogram_bin_of(np.max(stat, initial=0), bins))
     weights = ale_null_from_histograms(counts, n_voxels, bins, top_bin=top, n_threads=n_threads)
-    p = nullhist_to_p(stat, weights, bins)
-    maps = {
-        "stat": stat,
-        "p": p,
-        "z": p_to_z(p, tail="one"),
-        "logp": nlogp_to_logp(-np.log(p)),
-    }
+    maps = {"stat": stat, **_maps_of_p(*nullhist_p_table(stat, weights, bins))}
     nulls = {_NULL_KEYS[0]: bins, _NULL_KEYS[1]: weights}
     return maps, nulls, [counts, n_voxels, top]
+
+
+def _maps_of_p(rows: np.ndarray, p_table: np.ndarray) -> dict:
+    """p, z (one-tailed) and logp maps from a p table, each function evaluated once per row."""
+    used = np.zeros(p_table.size, dtype=bool)
+    used[rows] = True
+    which = np.flatnonzero(used)
+    z_table = np.zeros(p_table.size)
+    logp_table = np.zeros(p_table.size, dtype=np.float32)
+    z_table[which] = p_to_z(p_table[which], tail="one")
+    logp_table[which] = nlogp_to_logp(-np.log(p_table[which]))
+    return {"p": p_table[rows], "z": z_table[rows], "logp": logp_table[rows]}
 
 
 def approximate_threshold(nulls: dict, lumped, p: float) -> float:
