@@ -10,7 +10,8 @@ clusters are the 6-connected components of the map beyond the threshold. Each ro
   ``Tail`` (``+``/``-``);
 * ``Size (voxels)``, ``Size (mm3)``;
 * ``p``: the cluster's corrected p for cluster-level maps, the map's p at the peak otherwise
-  (taken from the matching ``p_*``/``logp_*`` map when the result has one, else from z);
+  (taken from the matching ``p_*``/``logp_*`` map when the result has one, else from z); a
+  subpeak row has the map's p at the subpeak;
 * ``Peak Stat`` and ``Peak X/Y/Z``: the peak of the *uncorrected* statistic inside the cluster
   (``z`` for the corrected maps above, voxel- or cluster-level; the map itself for an
   uncorrected map) and its label;
@@ -252,10 +253,15 @@ def cluster_table_from_arrays(
             if subpeaks:
                 sub_labels = atlas.label(peak_xyz[1 : max_subpeaks + 1]) if atlas else None
                 for k in range(1, min(len(vals), max_subpeaks + 1)):
+                    sub_p = np.nan
+                    if p_values is not None:
+                        flat = np.ravel_multi_index(tuple(ijk[k]), grid.shape)
+                        sub_p = float(np.asarray(p_values)[grid.flat_lookup[flat]])
                     rows.append(
                         {
                             "Cluster ID": f"{n_done}{chr(ord('a') + k - 1)}",
                             "Tail": "+" if sign > 0 else "-",
+                            "p": sub_p,
                             "Peak Stat": float(vals[k] * sign),
                             "Peak X": float(peak_xyz[k, 0]),
                             "Peak Y": float(peak_xyz[k, 1]),
