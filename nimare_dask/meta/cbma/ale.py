@@ -24,7 +24,7 @@ from nimare_dask import __version__
 from nimare_dask.kernels import ALEKernel
 from nimare_dask.meta.base import CBMAEstimator, PairwiseCBMAEstimator
 from nimare_dask.meta.cbma.chunkstats import ale_chunk_stats, per_chunk
-from nimare_dask.meta.cbma.fwe import RandomFociFWEMixin
+from nimare_dask.meta.cbma.fwe import DEFAULT_N_ITERS, RandomFociEstimator
 from nimare_dask.results import MetaResult
 from nimare_dask.stats.nulls import (
     ale_histogram_bins,
@@ -40,8 +40,6 @@ __all__ = ["ALE", "ALESubtraction", "SCALE"]
 
 _NULL_KEYS = ("histogram_bins", "histweights_corr-none_method-approximate")
 _MC_KEY = "histweights_corr-none_method-montecarlo"
-#: NiMARE's default number of iterations of Monte Carlo nulls.
-DEFAULT_N_ITERS = 5000
 
 
 def _ale_stat(log1m) -> np.ndarray:
@@ -131,7 +129,7 @@ _TOOL = (
 )
 
 
-class ALE(RandomFociFWEMixin, CBMAEstimator):
+class ALE(RandomFociEstimator):
     """Activation likelihood estimation.
 
     Parameters
@@ -181,41 +179,6 @@ class ALE(RandomFociFWEMixin, CBMAEstimator):
     _default_kernel = ALEKernel
     _null_kind = "ale"
     _stat_name = "ALE value"
-
-    def __init__(
-        self,
-        kernel=None,
-        null_method: str = "approximate",
-        n_iters: int | None = None,
-        random_state: int | None = None,
-        n_cores: int | None = None,
-        mask=None,
-        mask_coverage: str = "brain",
-        chunks: int | None = None,
-        progress: bool = True,
-        **kwargs,
-    ):
-        self._init_kernel(kernel, kwargs)
-        self.null_method = null_method
-        self.n_iters = n_iters
-        self.random_state = random_state
-        self.n_cores = n_cores
-        self.mask = mask
-        self.mask_coverage = mask_coverage
-        self.chunks = chunks
-        self.progress = progress
-
-    def _check_null_method(self) -> None:
-        if self.null_method not in ("approximate", "montecarlo"):
-            raise ValueError(
-                f"null_method must be 'approximate' or 'montecarlo'; got {self.null_method!r}"
-            )
-
-    def _n_null_iters(self) -> int:
-        from nimare_dask.meta.cbma.fwe import check_n_iters
-
-        n = DEFAULT_N_ITERS if self.n_iters is None else self.n_iters
-        return check_n_iters(n, type(self).__name__)
 
     def fit(self, studyset) -> MetaResult:
         """Fit the estimator to a studyset.

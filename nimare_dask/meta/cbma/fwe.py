@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nimare_dask.meta.base import CBMAEstimator
 from nimare_dask.montecarlo import EarlyStopping, MonteCarloResult, run_blocks
 from nimare_dask.stats.clusters import cluster_p_maps
 from nimare_dask.stats.nulls import null_to_p
@@ -507,3 +508,48 @@ class RandomFociFWEMixin:
             description=text,
             null_distributions=null_out,
         )
+
+
+#: NiMARE's default number of iterations of Monte Carlo nulls.
+DEFAULT_N_ITERS = 5000
+
+
+class RandomFociEstimator(RandomFociFWEMixin, CBMAEstimator):
+    """Base of the one-sample estimators with a random-foci null (ALE, MKDADensity, KDA).
+
+    Holds their shared parameters (see :class:`~nimare_dask.meta.cbma.ale.ALE`) and the
+    ``null_method`` checks; ``__init__`` only stores.
+    """
+
+    def __init__(
+        self,
+        kernel=None,
+        null_method: str = "approximate",
+        n_iters: int | None = None,
+        random_state: int | None = None,
+        n_cores: int | None = None,
+        mask=None,
+        mask_coverage: str = "brain",
+        chunks: int | None = None,
+        progress: bool = True,
+        **kwargs,
+    ):
+        self._init_kernel(kernel, kwargs)
+        self.null_method = null_method
+        self.n_iters = n_iters
+        self.random_state = random_state
+        self.n_cores = n_cores
+        self.mask = mask
+        self.mask_coverage = mask_coverage
+        self.chunks = chunks
+        self.progress = progress
+
+    def _check_null_method(self) -> None:
+        if self.null_method not in ("approximate", "montecarlo"):
+            raise ValueError(
+                f"null_method must be 'approximate' or 'montecarlo'; got {self.null_method!r}"
+            )
+
+    def _n_null_iters(self) -> int:
+        n = DEFAULT_N_ITERS if self.n_iters is None else self.n_iters
+        return check_n_iters(n, type(self).__name__)

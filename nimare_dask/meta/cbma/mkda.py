@@ -19,10 +19,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from nimare_dask.kernels import KDAKernel, MKDAKernel
-from nimare_dask.meta.base import CBMAEstimator, PairwiseCBMAEstimator
+from nimare_dask.meta.base import PairwiseCBMAEstimator
 from nimare_dask.meta.cbma.ale import _TOOL, _n_foci
 from nimare_dask.meta.cbma.chunkstats import coverage, kda_histograms
-from nimare_dask.meta.cbma.fwe import RandomFociFWEMixin, check_n_iters
+from nimare_dask.meta.cbma.fwe import RandomFociEstimator, check_n_iters
 from nimare_dask.results import MetaResult
 from nimare_dask.stats.chi2 import chi2_to_nlogp, one_way, two_way_counts
 from nimare_dask.stats.nulls import (
@@ -40,20 +40,6 @@ __all__ = ["KDA", "MKDAChi2", "MKDADensity"]
 _NULL_BINS = "histogram_bins"
 _NULL_WEIGHTS = "histweights_corr-none_method-approximate"
 _MC_WEIGHTS = "histweights_corr-none_method-montecarlo"
-#: NiMARE's default number of iterations of Monte Carlo nulls.
-DEFAULT_N_ITERS = 5000
-
-
-def _check_null_method(est) -> None:
-    if est.null_method not in ("approximate", "montecarlo"):
-        raise ValueError(
-            f"null_method must be 'approximate' or 'montecarlo'; got {est.null_method!r}"
-        )
-
-
-def _n_null_iters(est) -> int:
-    n = DEFAULT_N_ITERS if est.n_iters is None else est.n_iters
-    return check_n_iters(n, type(est).__name__)
 
 
 def _approximate_maps(stat: np.ndarray, weights: np.ndarray, bins: np.ndarray) -> dict:
@@ -136,7 +122,7 @@ def _normalize_weights(raw: np.ndarray) -> np.ndarray:
     return raw.size * raw / raw.sum()
 
 
-class MKDADensity(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
+class MKDADensity(_HistogramNullMixin, RandomFociEstimator):
     """Multilevel kernel density analysis: density of active studies (Wager et al. 2007).
 
     Parameters
@@ -187,19 +173,12 @@ class MKDADensity(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         progress: bool = True,
         **kwargs,
     ):
-        self._init_kernel(kernel, kwargs)
-        self.null_method = null_method
-        self.n_iters = n_iters
+        super().__init__(
+            kernel, null_method, n_iters, random_state, n_cores, mask, mask_coverage, chunks,
+            progress, **kwargs,
+        )  # fmt: skip
         self.weighting = weighting
         self.n_histogram_bins = n_histogram_bins
-        self.random_state = random_state
-        self.n_cores = n_cores
-        self.mask = mask
-        self.mask_coverage = mask_coverage
-        self.chunks = chunks
-        self.progress = progress
-
-    _check_null_method = _check_null_method
 
     def fit(self, studyset) -> MetaResult:
         """Fit the estimator to a studyset.
@@ -233,7 +212,7 @@ class MKDADensity(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         if self.null_method == "montecarlo":
             nulls = {_NULL_BINS: bins}
             nulls.update(
-                self._montecarlo_histogram(ss, bins, _n_null_iters(self), rint=not uniform)
+                self._montecarlo_histogram(ss, bins, self._n_null_iters(), rint=not uniform)
             )
             null = nulls[_MC_WEIGHTS]
         else:
@@ -276,7 +255,7 @@ class MKDADensity(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         ).replace("  ", " ")
 
 
-class KDA(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
+class KDA(_HistogramNullMixin, RandomFociEstimator):
     """Kernel density analysis (obsolete; kept for comparisons with MKDA).
 
     Parameters
@@ -301,31 +280,6 @@ class KDA(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
     _default_kernel = KDAKernel
     _null_kind = "sum"
     _stat_name = "density statistic"
-
-    def __init__(
-        self,
-        kernel=None,
-        null_method: str = "approximate",
-        n_iters: int | None = None,
-        random_state: int | None = None,
-        n_cores: int | None = None,
-        mask=None,
-        mask_coverage: str = "brain",
-        chunks: int | None = None,
-        progress: bool = True,
-        **kwargs,
-    ):
-        self._init_kernel(kernel, kwargs)
-        self.null_method = null_method
-        self.n_iters = n_iters
-        self.random_state = random_state
-        self.n_cores = n_cores
-        self.mask = mask
-        self.mask_coverage = mask_coverage
-        self.chunks = chunks
-        self.progress = progress
-
-    _check_null_method = _check_null_method
 
     def fit(self, studyset) -> MetaResult:
         """Fit the estimator to a studyset.
@@ -352,7 +306,7 @@ class KDA(RandomFociFWEMixin, _HistogramNullMixin, CBMAEstimator):
         if self.null_method == "montecarlo":
             (stat,) = self._compute(stat)
             nulls = {_NULL_BINS: bins}
-            nulls.update(self._montecarlo_histogram(ss, bins, _n_null_iters(self)))
+            nulls.update(self._montecarlo_histogram(ss, bins, self._n_null_iters()))
             null = nulls[_MC_WEIGHTS]
         else:
             hists = kda_histograms(self.kernel, ss, step, chunks=self.chunks)
@@ -603,7 +557,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
             z), NiMARE's nulls (``values_desc-{pAgF,group1,group2,pFgA}...``) and the
             ``montecarlo`` table. Eager.
         """
-        from nimare_dask.meta.cbma.fwe import check_n_iters, run_record, two_sided_fwe_maps
+        from nimare_dask.meta.cbma.fwe import run_record, two_sided_fwe_maps
         from nimare_dask.results import Correction
 
         if not getattr(self, "inputs_", None):
