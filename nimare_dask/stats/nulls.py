@@ -19,8 +19,6 @@ NiMARE 0.22.1 (``NIMARE_FACTS.md`` sections 2.2-2.7):
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numba
 import numpy as np
 from numpy.typing import ArrayLike
@@ -567,13 +565,11 @@ def _ale_overflow(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top
 
 
 @numba.njit(cache=True, nogil=True)
-def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zero_out, max_pairs):
+def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zero_out):
     """Combine studies ``1..`` of ``counts`` into ``hist`` (the exact bins below ``hist.size``).
 
-    The mass at or above ``k_top = hist.size`` is the scalar ``overflow``: it only ever moves
-    up, so the exact bins never need it. Stops before the first study whose combination has
-    more than ``max_pairs`` (bin, bin) pairs (the caller splits those over threads). Returns
-    ``(next_study, overflow)``.
+    The mass at or above ``k_top = hist.size`` is the scalar ``overflow`` (returned): it only
+    ever moves up, so the exact bins never need it.
     """
     n_studies, width = counts.shape
     k_top = hist.shape[0]
@@ -595,8 +591,6 @@ def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zer
             if hist[k] > 0:
                 a_idx[n_a] = k
                 n_a += 1
-        if n_a * n_e > max_pairs:
-            return i, overflow
         a = a_idx[:n_a]
         a_prob = hist[a]
         # outputs stop at the last occupied bin plus the largest shift
@@ -610,44 +604,7 @@ def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zer
                 a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top, overflow
             )
         hist[:] = out
-    return n_studies, overflow
-
-
-#: Pairs of a combination step above which it is split over threads (a few ms of work).
-_PARALLEL_MIN_PAIRS = 2_000_000
-#: Relative cost of a product with a subnormal operand (a microcode assist) in load balancing.
-_SUBNORMAL_COST = 16.0
-
-
-def _threaded_step(hist, e_idx, e_prob, centers, inv_step, n_bins, zero_out, pool, n_threads):
-    """One combination step split over threads by output bins (disjoint writes, same bits).
-
-    The cuts balance the positions each thread reads, subnormal masses (slow products)
-    weighing more. Returns the new exact bins.
-    """
-    k_top = hist.size
-    a_idx = np.flatnonzero(hist)
-    a_prob = hist[a_idx]
-    end = min(k_top, int(a_idx[-1]) + int(e_idx[-1]) + 2)
-    cost = np.cumsum(np.where(a_prob < _TINY, _SUBNORMAL_COST, 1.0))
-    inner = [
-        int(a_idx[np.searchsorted(cost, cost[-1] * j / n_threads)]) for j in range(1, n_threads)
-    ]
-    cuts = np.clip(np.array([0, *inner, end], dtype=np.int64), 0, end)
-    cuts = np.maximum.accumulate(cuts)
-    out = np.zeros(k_top)
-
-    def run(j):
-        _ale_combine_range(
-            a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, cuts[j], cuts[j + 1],
-            zero_out,
-        )  # fmt: skip
-
-    list(pool.map(run, range(n_threads)))
-    return out, a_idx, a_prob
-
-
-_TINY = float(np.finfo(np.float64).tiny)
+    return overflow
 
 
 def _grid_counts(counts: np.ndarray, n_bins: int) -> np.ndarray:
@@ -665,7 +622,6 @@ def ale_null_from_histograms(
     n_voxels: int,
     histogram_bins: np.ndarray,
     top_bin: int | None = None,
-    n_threads: int = 1,
 ) -> np.ndarray:
     """Combine per-study MA histograms into the ALE null (Eickhoff et al. 2012).
 
@@ -690,9 +646,6 @@ def ale_null_from_histograms(
         Bin centres from :func:`ale_histogram_bins`.
     top_bin : int, optional
         Highest bin computed exactly (None: every bin, NiMARE's whole histogram).
-    n_threads : int
-        Threads for the large combination steps (more than ~2 million bin pairs); they split
-        the output bins, so the result is the same bits for any number.
 
     Returns
     -------
@@ -715,25 +668,7 @@ def ale_null_from_histograms(
     hist[: min(k_top, first.size)] = first[:k_top]
     overflow = float(first[k_top:].sum())
     zero_out = _zero_outputs(centers, inv_step, n_bins)
-    n_threads = max(1, int(n_threads))
-    max_pairs = _PARALLEL_MIN_PAIRS if n_threads > 1 else np.iinfo(np.int64).max
-    i, overflow = _ale_null_loop(
-        hist, counts, recip, centers, inv_step, n_bins, overflow, zero_out, max_pairs
-    )
-    if i < counts.shape[0]:
-        # the big steps: each split over threads (|a| only grows, so all the rest are big)
-        with ThreadPoolExecutor(n_threads) as pool:
-            for row in counts[i:]:
-                e_idx = np.flatnonzero(row)
-                e_prob = row[e_idx] * recip
-                new, a_idx, a_prob = _threaded_step(
-                    hist, e_idx, e_prob, centers, inv_step, n_bins, zero_out, pool, n_threads
-                )
-                if k_top < n_bins:
-                    overflow = _ale_overflow(
-                        a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top, overflow
-                    )
-                hist = new
+    overflow = _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zero_out)
     out = np.zeros(n_bins)
     out[:k_top] = hist
     if k_top < n_bins:

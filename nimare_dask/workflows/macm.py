@@ -28,7 +28,7 @@ from dask.base import tokenize
 
 from nimare_dask.meta.base import compute
 from nimare_dask.meta.cbma import ALE
-from nimare_dask.meta.cbma.ale import ale_approximate_maps, null_threads
+from nimare_dask.meta.cbma.ale import ale_approximate_maps
 from nimare_dask.results import MetaResult
 from nimare_dask.results.references import merge_bibtex, references_for
 from nimare_dask.space import Grid, get_grid
@@ -274,9 +274,7 @@ def _shared_ale(studyset: Studyset, selections, estimator, n_cores) -> list[Meta
     for s, ids in enumerate(selections):
         rows = index.get_indexer(ids)
         stat = (1.0 - np.exp(log1m[s])).astype(np.float32)
-        maps, nulls, lumped = ale_approximate_maps(
-            stat, counts[rows], row_max[rows], n_vox, null_threads(n_cores)
-        )
+        maps, nulls, lumped = ale_approximate_maps(stat, counts[rows], row_max[rows], n_vox)
         est = copy.deepcopy(estimator)
         est.null_distributions_ = nulls
         est._lumped_null_ = lumped

@@ -15,7 +15,6 @@ across histogram bins; SCALE, whose null is random anyway, uses the kernel's red
 
 from __future__ import annotations
 
-import os
 import warnings
 
 import numpy as np
@@ -47,7 +46,7 @@ def _ale_stat(log1m) -> np.ndarray:
     return (1.0 - np.exp(np.asarray(log1m, dtype=np.float64))).astype(np.float32)
 
 
-def ale_approximate_maps(stat, counts, row_max, n_voxels, n_threads=1):
+def ale_approximate_maps(stat, counts, row_max, n_voxels):
     """stat/p/z/logp maps and the null histogram from computed per-study histograms.
 
     The null is exact up to the bin of the largest statistic; the mass above it is lumped into
@@ -56,7 +55,7 @@ def ale_approximate_maps(stat, counts, row_max, n_voxels, n_threads=1):
     """
     bins = ale_histogram_bins(row_max)
     top = int(histogram_bin_of(np.max(stat, initial=0), bins))
-    weights = ale_null_from_histograms(counts, n_voxels, bins, top_bin=top, n_threads=n_threads)
+    weights = ale_null_from_histograms(counts, n_voxels, bins, top_bin=top)
     maps = {"stat": stat, **_maps_of_p(*nullhist_p_table(stat, weights, bins))}
     nulls = {_NULL_KEYS[0]: bins, _NULL_KEYS[1]: weights}
     return maps, nulls, [counts, n_voxels, top]
@@ -86,17 +85,10 @@ def approximate_threshold(nulls: dict, lumped, p: float) -> float:
         counts, n_voxels, top = lumped
         tail = weights[top + 1 :].sum() / weights.sum() if top + 1 < weights.size else 0.0
         if tail > p:
-            weights = ale_null_from_histograms(counts, n_voxels, bins, n_threads=null_threads(None))
+            weights = ale_null_from_histograms(counts, n_voxels, bins)
             nulls[_NULL_KEYS[1]] = weights
             lumped[2] = bins.size
     return nullhist_to_stat(weights, bins, p)
-
-
-def null_threads(n_cores) -> int:
-    """Threads for the null convolution: ``n_cores``, or every core when None/<= 0."""
-    if n_cores is None or n_cores <= 0:
-        return max(1, os.cpu_count() or 1)
-    return int(n_cores)
 
 
 def _own_csr(csr, n_voxels):
@@ -214,7 +206,7 @@ class ALE(RandomFociEstimator):
             }
         else:
             maps, nulls, self._lumped_null_ = ale_approximate_maps(
-                _ale_stat(log1m), counts, row_max, ss.grid.n_voxels, null_threads(self.n_cores)
+                _ale_stat(log1m), counts, row_max, ss.grid.n_voxels
             )
         self.null_distributions_ = nulls
         description = self._description(ss)
@@ -558,9 +550,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
         maps = {"stat_desc-group1MinusGroup2": stat1 - stat2}
         nulls = {}
         for label, stat, counts, row_max in (("group1", stat1, c1, m1), ("group2", stat2, c2, m2)):
-            group_maps, group_nulls, _ = ale_approximate_maps(
-                stat, counts, row_max, n_vox, null_threads(self.n_cores)
-            )
+            group_maps, group_nulls, _ = ale_approximate_maps(stat, counts, row_max, n_vox)
             maps.update({f"{k}_desc-{label}": v for k, v in group_maps.items()})
             nulls.update({f"{k}_desc-{label}": v for k, v in group_nulls.items()})
 
