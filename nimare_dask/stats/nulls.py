@@ -573,7 +573,8 @@ def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zer
     """
     n_studies, width = counts.shape
     k_top = hist.shape[0]
-    out = np.zeros(k_top)
+    cur = hist
+    nxt = np.zeros(k_top)
     a_idx = np.empty(k_top, np.int64)
     e_idx_all = np.empty(width, np.int64)
     e_prob_all = np.empty(width)
@@ -588,22 +589,27 @@ def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zer
         e_prob = e_prob_all[:n_e]
         n_a = 0
         for k in range(k_top):
-            if hist[k] > 0:
+            if cur[k] > 0:
                 a_idx[n_a] = k
                 n_a += 1
         a = a_idx[:n_a]
-        a_prob = hist[a]
+        if n_a and a[n_a - 1] - a[0] + 1 == n_a:
+            a_prob = cur[a[0] : a[0] + n_a]  # contiguous: a view, no gather
+        else:
+            a_prob = cur[a]
         # outputs stop at the last occupied bin plus the largest shift
         end = k_top if n_a == 0 else min(k_top, a[n_a - 1] + e_idx[n_e - 1] + 2)
-        out[end:] = 0.0
+        nxt[end:] = 0.0
         _ale_combine_range(
-            a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, 0, end, zero_out
+            a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, nxt, 0, end, zero_out
         )
         if k_top < n_bins:
             overflow = _ale_overflow(
                 a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, k_top, overflow
             )
-        hist[:] = out
+        cur, nxt = nxt, cur
+    if (n_studies - 1) % 2 == 1:  # the last step wrote the spare buffer
+        hist[:] = cur
     return overflow
 
 
