@@ -52,6 +52,8 @@ class _Layout:
     entry: np.ndarray  # (K,) float32: log1p(-value) (ALE) or the kernel value (MKDA/KDA)
     contrib: np.ndarray  # (n_rows,) float64 per-study weight x value (MKDA/KDA)
     max_spans: int  # spans a study can touch (per-study scratch bookkeeping)
+    box: np.ndarray | None = None  # ALE: kernels as full boxes of log1p(-value) (float32)
+    box_start: np.ndarray | None = None  # ALE: (n_kernels,) int64 first entry of each box
 
     @property
     def n_foci(self) -> int:
@@ -106,6 +108,9 @@ def foci_layout(kernel, studyset, kind: str, weights: np.ndarray | None = None) 
     max_segs = int(rows[:, 3].max(initial=1))
     # a run gives one span per mask segment of its grid row
     max_spans = int((n_foci * runs_per_row).max(initial=0)) * max(1, max_segs)
+    box = box_start = None
+    if kind == "ale":
+        box, box_start = mc.ale_boxes(run_ptr, runs, extent, entry)
     return _Layout(
         ptr=np.ascontiguousarray(plan.ptr, dtype=np.int64),
         row_kid=np.ascontiguousarray(plan.row_kid, dtype=np.int64),
@@ -115,6 +120,8 @@ def foci_layout(kernel, studyset, kind: str, weights: np.ndarray | None = None) 
         entry=np.ascontiguousarray(entry),
         contrib=np.ascontiguousarray(contrib),
         max_spans=max(1, max_spans),
+        box=box,
+        box_start=box_start,
     )
 
 
@@ -159,6 +166,7 @@ class RandomFociNull:
     chi2: dict | None = None
     _nbrs: np.ndarray | None = field(default=None, repr=False)
     _pool: np.ndarray | None = field(default=None, repr=False)
+    _ale: mc.AleGrid | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -180,12 +188,16 @@ class RandomFociNull:
             if self.pool_ijk is None
             else self.pool_ijk
         )
+        if self.kind == "ale":
+            extent = np.concatenate([lay.extent for lay in self.layouts])
+            self._ale = mc.ale_grid(self.grid.shape, self.grid.column_segments, extent)
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_nbrs"] = None
         state["_pool"] = None
+        state["_ale"] = None
         # the grid without its caches (lookup tables, neighbours): rebuilt where it lands
         state["grid"] = Grid(mask=self.grid.mask, affine=self.grid.affine, name=self.grid.name)
         return state
@@ -222,13 +234,21 @@ class RandomFociNull:
 
     # ------------------------------------------------------------------ one iteration
     def _accumulate(self, lay: _Layout, ijk: np.ndarray, acc, scratch, spans) -> None:
+        """Add the statistic of the studies of ``lay`` with foci at ``ijk`` into ``acc``.
+
+        ALE writes every voxel of ``acc`` instead of adding to it (the accumulator is zero
+        anyway at that point), and its ``scratch`` is the tuple of :meth:`_ale_buffers`.
+        """
         shape = np.asarray(self.grid.shape, dtype=np.int64)
         rows, seg_ptr, segs = self.grid.column_segments
         if self.kind == "ale":
+            g = self._ale
+            acc_slots, scratch_slots, fbits, bits, wins = scratch
             mc.ale_accumulate(
-                ijk, lay.ptr, lay.row_kid, lay.run_ptr, lay.runs, lay.extent, lay.entry, shape,
-                rows, seg_ptr, segs, acc, scratch, spans,
+                ijk, lay.ptr, lay.row_kid, lay.extent, lay.box_start, lay.box, shape, g.rowtab,
+                g.slab, g.slabs, acc_slots, scratch_slots, fbits, bits, wins,
             )  # fmt: skip
+            mc.ale_gather(acc_slots, g.segments, acc)
         elif self.kind == "union":
             mc.union_accumulate(
                 ijk, lay.ptr, lay.row_kid, lay.run_ptr, lay.runs, lay.extent, lay.entry, shape,
@@ -240,6 +260,22 @@ class RandomFociNull:
                 seg_ptr, segs, lay.contrib, acc, spans,
             )  # fmt: skip
 
+    def _ale_buffers(self) -> tuple:
+        """Work space of :func:`._mc_numba.ale_accumulate` for one block (any layout)."""
+        g = self._ale
+        n_foci = max(lay.n_foci for lay in self.layouts)
+        extent = np.concatenate([lay.extent for lay in self.layouts])
+        wx = int(2 * extent[:, 0].max(initial=0) + 1)
+        cells = int(((2 * extent[:, 0] + 1) * (2 * extent[:, 1] + 1)).max(initial=1))
+        n_bits = max(mc.ale_mixed_rows(lay.ptr) for lay in self.layouts)
+        return (
+            np.zeros(g.n_slots),
+            np.zeros(g.n_slots, dtype=np.float32),
+            np.empty(max(1, n_foci), dtype=np.int64),
+            np.empty((max(1, n_bits), wx), dtype=np.uint64),
+            np.empty(max(1, mc.ALE_MANY_FOCI * cells), dtype=np.int64),
+        )
+
     def _draw(self, rng: np.random.Generator, lay: _Layout) -> np.ndarray:
         idx = rng.integers(0, self._pool.shape[0], size=lay.n_foci)
         return self._pool[idx]
@@ -249,8 +285,12 @@ class RandomFociNull:
         n_vox = self.grid.n_voxels
         n = stop - start
         accs = [np.zeros(n_vox) for _ in self.layouts]
-        scratch = np.zeros(n_vox if self.kind != "sum" else 0, dtype=np.float32)
-        spans = np.empty((max(lay.max_spans for lay in self.layouts), 4), dtype=np.int64)
+        if self.kind == "ale":
+            scratch = self._ale_buffers()
+        else:
+            scratch = np.zeros(n_vox if self.kind != "sum" else 0, dtype=np.float32)
+        n_spans = 0 if self.kind == "ale" else max(lay.max_spans for lay in self.layouts)
+        spans = np.empty((n_spans, 4), dtype=np.int64)
         cl_scratch = np.zeros(n_vox, dtype=np.int32)
         idx_buf = np.empty(n_vox, dtype=np.int64)
         val_buf = np.empty(n_vox, dtype=np.float64)
