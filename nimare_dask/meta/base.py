@@ -60,7 +60,8 @@ def compute(*objs: Any, n_cores: int | None = None) -> tuple:
     """``dask.compute`` with the user's scheduler, or a local thread pool of ``n_cores``.
 
     An active ``distributed.Client`` or a scheduler set with ``dask.config.set(scheduler=...)``
-    always wins; ``n_cores`` only sizes the local threaded scheduler otherwise.
+    always wins; otherwise a graph of a few tasks (a single chunk) runs in the calling thread
+    and ``n_cores`` sizes the local threaded scheduler.
 
     Parameters
     ----------
@@ -81,14 +82,18 @@ def compute(*objs: Any, n_cores: int | None = None) -> tuple:
     in the order given.
     """
     objs = tuple(_as_delayed(o) for o in objs)
-    if (
-        n_cores is None
-        or n_cores <= 0
-        or dask.config.get("scheduler", None) is not None
-        or _active_distributed_client() is not None
-    ):
+    if dask.config.get("scheduler", None) is not None or _active_distributed_client() is not None:
+        return dask.compute(*objs)
+    n_keys = sum(len(o.__dask_graph__()) for o in objs if hasattr(o, "__dask_graph__"))
+    if n_keys <= _SYNC_MAX_KEYS:  # nothing to run in parallel: skip the thread hand-offs
+        return dask.compute(*objs, scheduler="sync")
+    if n_cores is None or n_cores <= 0:
         return dask.compute(*objs)
     return dask.compute(*objs, scheduler="threads", num_workers=int(n_cores))
+
+
+#: Graphs this small (one chunk and its combine step) run in the calling thread.
+_SYNC_MAX_KEYS = 4
 
 
 class Estimator:
