@@ -216,7 +216,7 @@ def main(argv=None) -> int:
                 continue
             n = "/".join(str(k) for k in r["n_analyses"])
             print(
-                f"{case:<11} {impl:<7} {n:>13} {r['seconds']:>8.2f} {r['peak_rss_mb']:>8.0f} "
+                f"{case:<11} {impl:<7} {n:>13} {r['seconds']:>8.3f} {r['peak_rss_mb']:>8.0f} "
                 f"{r['zmax']:>8.3f}"
             )
         if all("seconds" in r for r in res.values()):
