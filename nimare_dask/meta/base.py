@@ -235,13 +235,17 @@ class CBMAEstimator(Estimator):
             kernel, self._default_kernel, kernel_kwargs, type(self).__name__
         )
 
-    def _coverage_pool(self, grid: Grid) -> np.ndarray | None:
-        """Grid indices random foci are drawn from (None: every in-mask voxel, the default)."""
+    def _check_mask_coverage(self) -> str:
         coverage = getattr(self, "mask_coverage", "brain")
         if coverage not in ("brain", "gm"):
             raise ValueError(
                 f"{type(self).__name__}: mask_coverage must be 'brain' or 'gm'; got {coverage!r}"
             )
+        return coverage
+
+    def _coverage_pool(self, grid: Grid) -> np.ndarray | None:
+        """Grid indices random foci are drawn from (None: every in-mask voxel, the default)."""
+        coverage = self._check_mask_coverage()
         if coverage == "brain":
             return None
         return np.ascontiguousarray(grid.voxel_ijk[grid.coverage(coverage)], dtype=np.int64)
@@ -263,11 +267,7 @@ class CBMAEstimator(Estimator):
         Analyses without foci carry no information and are dropped, as NiMARE does
         (``drop_invalid=True``); foci outside the mask are kept (they contribute nothing).
         """
-        if getattr(self, "mask_coverage", "brain") not in ("brain", "gm"):
-            raise ValueError(
-                f"{type(self).__name__}: mask_coverage must be 'brain' or 'gm'; got "
-                f"{self.mask_coverage!r}"
-            )
+        self._check_mask_coverage()
         if isinstance(studyset, str | Path):
             studyset = open_studyset(studyset)
         if not isinstance(studyset, Studyset):

@@ -25,7 +25,7 @@ import numba
 import numpy as np
 from dask.base import tokenize
 
-from nimare_dask.stats.nulls import _ALE_INV_STEP_EXACT, pad_histograms
+from nimare_dask.stats.nulls import _ALE_INV_STEP_EXACT, _nearest_bins, pad_histograms
 
 __all__ = ["ale_chunk_stats", "chunk_bounds", "coverage", "kda_histograms", "per_chunk"]
 
@@ -125,10 +125,8 @@ def per_chunk(
 
 def _ale_bins(values: np.ndarray) -> np.ndarray:
     """Nearest bin of the ALE null grid (1e-5) of each (positive) MA value."""
-    scaled = np.asarray(values, dtype=np.float64) * _ALE_INV_STEP_EXACT
-    floor = np.floor(scaled)
-    # subtracting the floor (not adding 0.5) keeps 0.49999999999999994 below the half
-    return (floor + (scaled - floor >= 0.5)).astype(np.int64)
+    values = np.ascontiguousarray(values, dtype=np.float32)
+    return _nearest_bins(values, _ALE_INV_STEP_EXACT, 1 << 62)
 
 
 def _ale_task(kernel, grid, ijk, rows, n_rows, sample_sizes):
