@@ -4,8 +4,7 @@ The same science as NiMARE (ALE, MKDA, KDA, MKDAChi2, subtraction, Monte Carlo F
 decoding, MACM) with the same numbers, on chunked arrays and lazy Dask graphs.
 """
 
-__version__ = "0.1.0.dev0"
-
+from nimare_dask._version import __version__
 from nimare_dask.space import Grid, get_grid
 from nimare_dask.studyset import Studyset, open_studyset
 

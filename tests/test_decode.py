@@ -289,7 +289,7 @@ def test_open_feature_maps_errors(laird, tmp_path):
     laird.to_zarr(loc)
     with pytest.raises(KeyError, match="no decoder feature maps"):
         open_feature_maps(loc)
-    with pytest.raises(KeyError, match="no complete feature maps"):
+    with pytest.raises(KeyError, match="no published feature maps"):
         open_feature_maps(loc, key="0123456789abcdef")
 
 

@@ -389,6 +389,10 @@ def _ma_keys(arr) -> list:
     ]
 
 
+def _pointer(group):
+    return json.loads((group / "nimare_dask.json").read_text())
+
+
 @pytest.mark.parametrize("kernel", [MKDAKernel(value=2), ALEKernel()], ids=repr)
 def test_store_cache_is_written_once_and_reused(kernel, tmp_path, toy):
     toy.to_zarr(tmp_path / "toy.zarr")
@@ -397,21 +401,21 @@ def test_store_cache_is_written_once_and_reused(kernel, tmp_path, toy):
     ma = kernel.transform(ss, store=True, chunks=4)
     key = kernel.cache_key(ss)
     group = tmp_path / "toy.zarr" / ma_group(key)
-    assert group.is_dir()
-    assert not [p for p in (group.parent).iterdir() if p.name.startswith(".tmp")]
-    info = dict(zarr.open_group(str(group), mode="r").attrs)[ATTRS_KEY]
+    pointer = _pointer(group)  # a versioned store of its own, published by its pointer
+    assert [p.name for p in group.iterdir() if p.is_dir()] == [pointer["version"]]
+    info = pointer["info"][ATTRS_KEY]
     assert info["complete"] and info["kernel"] == type(kernel).__name__
     assert info["studyset_fingerprint"] == ss.fingerprint
     assert info["grid_fingerprint"] == ss.grid.fingerprint
-    on_disk = zarr.open_array(str(group / "ma"), mode="r")
+    on_disk = zarr.open_array(str(group / pointer["version"] / "ma"), mode="r")
     assert on_disk.dtype == (np.uint8 if isinstance(kernel, MKDAKernel) else np.float32)
     assert not _ma_keys(ma)  # read back from the store, not rebuilt from coordinates
     np.testing.assert_array_equal(ma.values, expected)
     assert ma.dtype == np.float32 and list(ma["analysis"].values) == list(ss.ids)
     # a second call (fresh handle) reuses the group: it is not rewritten
-    mtime = (group / "zarr.json").stat().st_mtime_ns
+    mtime = (group / "nimare_dask.json").stat().st_mtime_ns
     again = kernel.transform(open_studyset(tmp_path / "toy.zarr"), store=True)
-    assert not _ma_keys(again) and (group / "zarr.json").stat().st_mtime_ns == mtime
+    assert not _ma_keys(again) and (group / "nimare_dask.json").stat().st_mtime_ns == mtime
     np.testing.assert_array_equal(again.values, expected)
     np.testing.assert_array_equal(
         kernel.transform(ss, return_type="sparse", store=True).toarray(), expected
@@ -433,11 +437,12 @@ def test_store_cache_mismatch_is_never_reused(tmp_path, toy):
     # a group whose provenance does not match (stale or incomplete) is rebuilt
     group = tmp_path / "toy.zarr" / ma_group(k10.cache_key(ss))
     for tamper in ({"studyset_fingerprint": "0" * 16}, {"complete": False}, {"params": {}}):
-        grp = zarr.open_group(str(group), mode="r+")
-        info = dict(grp.attrs)[ATTRS_KEY]
-        grp.attrs[ATTRS_KEY] = {**info, **tamper}
+        pointer = _pointer(group)
+        info = pointer["info"][ATTRS_KEY]
+        pointer["info"][ATTRS_KEY] = {**info, **tamper}
+        (group / "nimare_dask.json").write_text(json.dumps(pointer))
         ma = k10.transform(ss, store=True)
-        info = dict(zarr.open_group(str(group), mode="r").attrs)[ATTRS_KEY]
+        info = _pointer(group)["info"][ATTRS_KEY]
         assert info["complete"] and info["studyset_fingerprint"] == ss.fingerprint
         assert info["params"] == json.loads(json.dumps({"r": 10.0, "value": 1.0}))
         np.testing.assert_array_equal(ma.values, k10.transform(ss, return_type="array"))

@@ -322,28 +322,29 @@ def test_zarr_store_is_plain_xarray_and_json(tmp_path):
     r.to_zarr(loc)
     import xarray as xr
 
-    maps = xr.open_zarr(loc, group="maps", zarr_format=3, consolidated=False)
+    # the pointer (written last) names the published version, a plain Zarr v3 group
+    pointer = json.loads((loc / "nimare_dask.json").read_text())
+    assert pointer["kind"] == "nimare_dask.result" and pointer["format_version"] == 2
+    version = loc / pointer["version"]
+    maps = xr.open_zarr(version, group="maps", zarr_format=3, consolidated=False)
     assert maps["z"].dims == ("voxel",) and maps["z"].dtype == np.float32
-    info = zarr.open_group(str(loc), mode="r").attrs["nimare_dask"]
+    info = zarr.open_group(str(version), mode="r").attrs["nimare_dask"]
     json.dumps(info)  # JSON only, no pickle
-    assert info["format"] == "nimare_dask.result" and info["complete"] is True
+    assert info == pointer["info"] and info["format"] == "nimare_dask.result"
     assert info["grid"]["n_voxels"] == N
-    assert not list(tmp_path.glob(".*tmp*"))  # the temporary sibling is gone
+    assert [p.name for p in loc.iterdir() if p.is_dir()] == [pointer["version"]]
 
 
 def test_open_result_refuses_bad_stores(tmp_path, monkeypatch):
-    with pytest.raises(StoreError, match="no result"):
+    with pytest.raises(StoreError, match="no nimare_dask.result store"):
         open_result(tmp_path / "missing")
     r = MetaResult(maps={"z": np.zeros(N)})
     loc = tmp_path / "res.zarr"
     r.to_zarr(loc)
     with pytest.raises(StoreError, match="not on the grid given"):
         open_result(loc, grid="mni152_1mm")
-    root = zarr.open_group(str(loc), mode="r+")
-    info = dict(root.attrs["nimare_dask"])
-    info["complete"] = False
-    root.attrs["nimare_dask"] = info
-    with pytest.raises(StoreError, match="incomplete"):
+    (loc / "nimare_dask.json").unlink()  # as if the first write had never published
+    with pytest.raises(StoreError, match="no published"):
         open_result(loc)
     # A crash in the middle of a write leaves neither a result nor a temporary folder, and an
     # existing result stays as it was.
@@ -359,6 +360,8 @@ def test_open_result_refuses_bad_stores(tmp_path, monkeypatch):
         bad.to_zarr(tmp_path / "new.zarr")
     with pytest.raises(RuntimeError, match="disk full"):
         bad.to_zarr(good, overwrite=True)
-    assert not (tmp_path / "new.zarr").exists()
-    assert not list(tmp_path.glob(".*tmp*"))
+    with pytest.raises(StoreError, match="no published|no nimare_dask.result"):
+        open_result(tmp_path / "new.zarr")
+    assert not [p for p in (tmp_path / "new.zarr").glob("v*")]  # the aborted version is gone
+    assert len([p for p in good.iterdir() if p.is_dir()]) == 1
     assert open_result(good).get_map("z", "array").max() == 0

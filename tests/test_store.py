@@ -52,17 +52,29 @@ def test_sparse_annotations_and_images_round_trip(tmp_path, nimare_test_data):
     _assert_same(ss, back)
 
 
-def test_store_layout_is_zarr_v3_with_format_version(tmp_path, pain_studyset):
+def test_store_layout_is_versioned_zarr_v3_with_format_version(tmp_path, pain_studyset):
     pain_studyset.to_zarr(tmp_path / "p.zarr")
-    root = json.loads((tmp_path / "p.zarr" / "zarr.json").read_text())
+    pointer = json.loads((tmp_path / "p.zarr" / "nimare_dask.json").read_text())
+    assert pointer["kind"] == "nimare_dask.studyset"
+    assert pointer["format_version"] == store_mod.FORMAT_VERSION == 2
+    version = tmp_path / "p.zarr" / pointer["version"]
+    root = json.loads((version / "zarr.json").read_text())
     assert root["zarr_format"] == 3 and root["node_type"] == "group"
     info = root["attributes"]["nimare_dask"]
-    assert info["format_version"] == store_mod.FORMAT_VERSION and info["complete"] is True
+    assert info == pointer["info"]
     assert info["n_analyses"] == 21 and info["n_foci"] == 267
     assert info["grid"]["n_voxels"] == 228_483
     # tables are plain xarray datasets, readable without nimare_dask
-    pts = xr.open_zarr(tmp_path / "p.zarr", group="points", zarr_format=3, consolidated=False)
+    pts = xr.open_zarr(version, group="points", zarr_format=3, consolidated=False)
     assert pts.sizes["point"] == 267 and pts["voxel"].dtype == np.int32
+
+
+def test_store_of_format_version_1_gives_a_clear_error(tmp_path):
+    # the layout before the pointer protocol: one Zarr group at the root
+    root = zarr.open_group(str(tmp_path / "old.zarr"), mode="w", zarr_format=3)
+    root.attrs["nimare_dask"] = {"format": "nimare_dask.studyset", "format_version": 1}
+    with pytest.raises(StoreError, match="format version 1.*write it again"):
+        open_studyset(tmp_path / "old.zarr")
 
 
 def test_open_is_lazy_for_datasets(tmp_path, pain_studyset):
@@ -84,6 +96,10 @@ def test_existing_store_needs_overwrite_and_survives(tmp_path, pain_studyset):
     small.to_zarr(loc, overwrite=True)
     assert len(open_studyset(loc)) == 3
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no leftovers
+    # the replaced version is kept until the next commit (for readers still on it), no more
+    small.to_zarr(loc, overwrite=True)
+    versions = [p.name for p in loc.iterdir() if p.is_dir()]
+    assert len(versions) == 2 and len(open_studyset(loc)) == 3
 
 
 def test_crash_mid_write_leaves_old_store_intact(tmp_path, pain_studyset, monkeypatch):
@@ -97,22 +113,22 @@ def test_crash_mid_write_leaves_old_store_intact(tmp_path, pain_studyset, monkey
     with pytest.raises(RuntimeError, match="disk full"):
         pain_studyset.slice(pain_studyset.ids[:2]).to_zarr(loc, overwrite=True)
     assert len(open_studyset(loc)) == 21  # the old store is untouched
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp removed
+    assert len([p for p in loc.iterdir() if p.is_dir()]) == 1  # the new version removed
 
 
-def test_incomplete_or_foreign_stores_refuse_to_open(tmp_path, pain_studyset):
+def test_unpublished_or_foreign_stores_refuse_to_open(tmp_path, pain_studyset):
     loc = tmp_path / "p.zarr"
     pain_studyset.to_zarr(loc)
-    root = zarr.open_group(str(loc), mode="r+", zarr_format=3)
-    info = dict(root.attrs["nimare_dask"])
-    root.attrs["nimare_dask"] = {**info, "complete": False}
-    with pytest.raises(StoreError, match="incomplete"):
-        open_studyset(loc)
-    root.attrs["nimare_dask"] = {**info, "format_version": 99}
+    pointer_file = loc / "nimare_dask.json"
+    pointer = json.loads(pointer_file.read_text())
+    pointer_file.write_text(json.dumps({**pointer, "format_version": 99}))
     with pytest.raises(StoreError, match="newer"):
         open_studyset(loc)
-    zarr.open_group(str(tmp_path / "other.zarr"), mode="w", zarr_format=3)
-    with pytest.raises(StoreError, match="not a nimare_dask"):
-        open_studyset(tmp_path / "other.zarr")
-    with pytest.raises(StoreError, match="no studyset store"):
+    pointer_file.write_text(json.dumps({**pointer, "kind": "nimare_dask.result"}))
+    with pytest.raises(StoreError, match="not a 'nimare_dask.studyset'"):
+        open_studyset(loc)
+    pointer_file.unlink()  # a first write that never published
+    with pytest.raises(StoreError, match="no published"):
+        open_studyset(loc)
+    with pytest.raises(StoreError, match="no nimare_dask.studyset store"):
         open_studyset(tmp_path / "missing.zarr")

@@ -14,7 +14,8 @@ from nimare_dask.decode.discrete import (
     brainmap_decode,
     neurosynth_decode,
 )
-from nimare_dask.decode.featuremaps import FeatureMaps, list_feature_maps, open_feature_maps
+from nimare_dask.decode.featuremaps import FeatureMaps
+from nimare_dask.decode.featurestore import list_feature_maps, open_feature_maps
 
 __all__ = [
     "BrainMapDecoder",

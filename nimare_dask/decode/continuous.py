@@ -28,9 +28,11 @@ from nimare_dask.decode.featuremaps import (
     PAIRWISE_TARGETS,
     FeatureMaps,
     blocked_feature_maps,
+    resolve_chunks,
+)
+from nimare_dask.decode.featurestore import (
     open_feature_maps,
     provenance_key,
-    resolve_chunks,
     stored_maps,
     write_feature_maps,
 )

@@ -596,7 +596,7 @@ class ROIAssociationDecoder:
         names = candidate_features(ss.labels, self.feature_group, self.features)
         ann = ss.annotation_matrix
         vals = ann.values[:, ann.label_positions(names)]
-        vals = sp.csr_matrix(vals, dtype=np.float64)
+        vals = sp.csr_matrix(vals if sp.issparse(vals) else np.asarray(vals), dtype=np.float64)
         positive = vals.copy()
         positive.data = (positive.data > 0).astype(np.float64)
         keep = np.asarray(positive.sum(axis=0)).ravel() > 0

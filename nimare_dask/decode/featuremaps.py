@@ -36,21 +36,12 @@ the MA pattern is spread over the workers that computed it.
 
 Storage
 -------
-Maps are persisted in the studyset's store under ``derived/decoder/<key>`` (variable ``maps``,
-dims ``(feature, voxel)``, float32, chunked ``(feature_chunk, voxel_chunk)``, plus
-``n_selected``), written atomically (built in a hidden sibling group, marked complete, moved
-into place). The group's attribute ``nimare_dask_decoder`` records the features, frequency
-threshold, estimator and kernel parameters, target image, studyset and grid fingerprints; a
-later fit with the same provenance reuses it instead of recomputing.
+Maps are persisted in the studyset's store under ``derived/decoder/<key>`` by
+:mod:`nimare_dask.decode.featurestore`.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
-import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,11 +59,11 @@ from numba import njit
 
 from nimare_dask.meta.base import compute
 from nimare_dask.results import MetaResult
-from nimare_dask.space import Grid, get_grid
+from nimare_dask.space import Grid
 from nimare_dask.stats.chi2 import chi2_to_nlogp, two_way_counts
 from nimare_dask.stats.nulls import nullhist_to_p, poisson_binomial_null
 from nimare_dask.stats.transforms import P_FLOOR_FLOAT32, nlogp_to_logp, nlogp_to_p, p_to_z
-from nimare_dask.studyset import Studyset, StudysetStore, open_studyset
+from nimare_dask.studyset import Studyset
 
 __all__ = [
     "ATTRS_KEY",
@@ -82,11 +73,7 @@ __all__ = [
     "PAIRWISE_TARGETS",
     "DENSITY_TARGETS",
     "blocked_feature_maps",
-    "decoder_group",
-    "list_feature_maps",
-    "open_feature_maps",
     "resolve_chunks",
-    "write_feature_maps",
 ]
 
 #: Attribute holding the provenance of a stored group of feature maps.
@@ -747,284 +734,3 @@ class FeatureMaps:
 
 def _concat(parts) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0)
-
-
-# ---------------------------------------------------------------------------------- store
-def decoder_group(key: str) -> str:
-    """The store group holding the feature maps with this key."""
-    return f"derived/decoder/{key}"
-
-
-def provenance_key(info: dict) -> str:
-    """A 16-hex-digit hash of everything the maps depend on."""
-    text = json.dumps(info, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _fs(store: StudysetStore):
-    import fsspec
-
-    loc = str(store.location)
-    opts = store.storage_options if "://" in loc else {}
-    fs, root = fsspec.core.url_to_fs(loc, **(opts or {}))
-    return fs, root.rstrip("/")
-
-
-def _read_info(store: StudysetStore, group: str) -> dict | None:
-    if not store.has(group):
-        return None
-    try:
-        grp = store._open_group(mode="r", path=group)
-    except Exception:
-        return None
-    return dict(grp.attrs).get(ATTRS_KEY)
-
-
-def stored_maps(store: StudysetStore, key: str) -> FeatureMaps | None:
-    """The complete stored maps with this key, or None.
-
-    Returns
-    -------
-    FeatureMaps or None
-        Lazy (dask-backed on the stored chunks).
-    """
-    group = decoder_group(key)
-    info = _read_info(store, group)
-    if not info or not info.get("complete") or info.get("key") != key:
-        return None
-    return _open_group(store, group, info)
-
-
-def _open_group(store: StudysetStore, group: str, info: dict) -> FeatureMaps:
-    ds = store.dataset(group, chunks=None)
-    maps = ds["maps"]
-    names = np.array([str(v) for v in maps["feature"].values], dtype=object)
-    maps = maps.assign_coords(feature=names)
-    grid_attrs = info.get("grid", {})
-    grid = _grid_from_attrs(grid_attrs, store)
-    return FeatureMaps(maps, grid, info, location=f"{store.location}/{group}")
-
-
-def _grid_from_attrs(attrs: dict, store: StudysetStore | None = None) -> Grid:
-    name = attrs.get("name", "mni152_2mm")
-    if name in ("mni152_2mm", "mni152_1mm"):
-        grid = get_grid(name)
-        if grid.fingerprint == attrs.get("fingerprint", grid.fingerprint):
-            return grid
-    raise ValueError(
-        f"feature maps were computed on a custom grid ({name!r}); open them with a studyset "
-        "on the same grid"
-    )
-
-
-def write_feature_maps(
-    store: StudysetStore,
-    key: str,
-    maps,
-    features: Sequence[str],
-    info: dict,
-    n_selected: np.ndarray | None = None,
-    chunks: dict | None = None,
-    n_cores: int | None = None,
-) -> FeatureMaps:
-    """Write feature maps into a store under ``derived/decoder/<key>``, atomically.
-
-    Parameters
-    ----------
-    store : StudysetStore
-        The studyset's store (``studyset.store``).
-    key : str
-        Provenance key (:func:`provenance_key`).
-    maps : dask.array.Array, numpy.ndarray or callable
-        (n_features, n_voxels) float32 maps. A dask array is computed while it is written (one
-        pass, memory bounded by its chunks). A callable ``maps(start, stop)`` returning the
-        rows ``start:stop`` is called batch by batch (the per-feature fallback).
-    features : sequence of str
-        Feature names (rows).
-    info : dict
-        Provenance, stored in the group's attribute ``nimare_dask_decoder``.
-    n_selected : (n_features,) array, optional
-        Studies carrying each feature.
-    chunks : dict, optional
-        ``{"feature": ..., "voxel": ...}`` of the stored chunks.
-    n_cores : int, optional
-        Threads of the local scheduler when no Dask scheduler is configured.
-
-    Returns
-    -------
-    FeatureMaps
-        Lazily re-opened from the store.
-    """
-    fs, root = _fs(store)
-    group = decoder_group(key)
-    tmp_group = f"derived/decoder/.tmp-{key}-{uuid.uuid4().hex[:8]}"
-    tmp_path = f"{root}/{tmp_group}"
-    n_feat = len(features)
-    n_vox = _n_voxels_of(maps, info)
-    ch = chunks or resolve_chunks(None, n_feat, n_vox)
-    fchunk, vchunk = int(ch["feature"]), int(ch["voxel"])
-    kw: dict[str, Any] = {"group": tmp_group, "zarr_format": 3, "consolidated": False}
-    if "://" in str(store.location):
-        kw["storage_options"] = store.storage_options
-    coords = {"feature": np.array([str(f) for f in features], dtype=object)}
-    nsel = np.zeros(n_feat, np.int64) if n_selected is None else np.asarray(n_selected, np.int64)
-    encoding = {
-        "maps": {"chunks": (min(fchunk, max(1, n_feat)), vchunk), "compressors": (_codec(),)}
-    }
-    try:
-        if callable(maps) and not isinstance(maps, da.Array | np.ndarray):
-            template = da.zeros((n_feat, n_vox), dtype=np.float32, chunks=(fchunk, vchunk))
-            ds = xr.Dataset(
-                {"maps": (("feature", "voxel"), template), "n_selected": ("feature", nsel)},
-                coords=coords,
-            )
-            ds.to_zarr(store.location, mode="w", compute=False, encoding=encoding, **kw)
-            batch = max(1, fchunk)
-            for a in range(0, n_feat, batch):
-                b = min(n_feat, a + batch)
-                part = np.asarray(maps(a, b), dtype=np.float32)
-                xr.Dataset({"maps": (("feature", "voxel"), part)}).to_zarr(
-                    store.location, region={"feature": slice(a, b)}, **kw
-                )
-        else:
-            arr = maps if isinstance(maps, da.Array) else da.from_array(np.asarray(maps))
-            arr = arr.astype(np.float32)
-            # every dask chunk must cover whole zarr chunks (except at the ends)
-            fc, vc = arr.chunks
-            if not (all(c == vchunk for c in vc[:-1]) and vc[-1] <= vchunk):
-                arr = arr.rechunk({1: vchunk})
-            if not all(c % fchunk == 0 for c in fc[:-1]):
-                arr = arr.rechunk({0: fchunk})
-            ds = xr.Dataset(
-                {"maps": (("feature", "voxel"), arr), "n_selected": ("feature", nsel)},
-                coords=coords,
-            )
-            delayed = ds.to_zarr(store.location, mode="w", compute=False, encoding=encoding, **kw)
-            compute(delayed, n_cores=n_cores)
-        import zarr
-
-        from nimare_dask import __version__
-
-        grp = zarr.open_group(
-            store.location,
-            path=tmp_group,
-            mode="r+",
-            zarr_format=3,
-            **({"storage_options": store.storage_options} if "storage_options" in kw else {}),
-        )
-        full = dict(info)
-        full.update(
-            key=key,
-            complete=True,
-            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            library_version=__version__,
-            features=list(map(str, features)),
-        )
-        grp.attrs.update({ATTRS_KEY: json.loads(json.dumps(full, default=str))})
-        final = f"{root}/{group}"
-        if fs.exists(final):  # a stale or incomplete group is replaced, never reused
-            fs.rm(final, recursive=True)
-        fs.mv(tmp_path, final, recursive=True)
-    finally:
-        try:
-            if fs.exists(tmp_path):
-                fs.rm(tmp_path, recursive=True)
-        except Exception:  # pragma: no cover - best-effort clean-up
-            pass
-    out = stored_maps(store, key)
-    if out is None:  # pragma: no cover - a concurrent writer raced us
-        raise RuntimeError(f"could not write feature maps to {store.location}/{group}")
-    return out
-
-
-def _codec():
-    """LZ4 with byte shuffle: ~1.3x on z maps and fast to decode (transform reads it all)."""
-    from zarr.codecs import BloscCodec
-
-    return BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
-
-
-def _n_voxels_of(maps, info: dict) -> int:
-    if isinstance(maps, da.Array | np.ndarray):
-        return int(maps.shape[1])
-    return int(info["grid"]["n_voxels"])
-
-
-def list_feature_maps(store_or_path) -> pd.DataFrame:
-    """The feature-map groups of a store: key, estimator, target image, features, date.
-
-    Parameters
-    ----------
-    store_or_path : StudysetStore, Studyset (opened from a store), str or Path
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per complete group (eager).
-    """
-    store = _as_store(store_or_path)
-    rows = []
-    if store.has("derived/decoder"):
-        grp = store._open_group(mode="r", path="derived/decoder")
-        for name in sorted(grp.group_keys()):
-            if name.startswith("."):
-                continue
-            info = _read_info(store, decoder_group(name))
-            if not info or not info.get("complete"):
-                continue
-            rows.append(
-                {
-                    "key": name,
-                    "estimator": (info.get("estimator") or {}).get("class"),
-                    "target_image": info.get("target_image"),
-                    "n_features": len(info.get("features", [])),
-                    "frequency_threshold": info.get("frequency_threshold"),
-                    "created": info.get("created"),
-                }
-            )
-    columns = ["key", "estimator", "target_image", "n_features", "frequency_threshold", "created"]
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _as_store(obj) -> StudysetStore:
-    if isinstance(obj, StudysetStore):
-        return obj
-    if isinstance(obj, Studyset):
-        if obj.store is None:
-            raise ValueError("this studyset was not opened from a store (open_studyset)")
-        return obj.store
-    if isinstance(obj, str | Path):
-        return open_studyset(obj).store
-    raise TypeError(f"expected a store, a studyset opened from one, or a path; got {type(obj)}")
-
-
-def open_feature_maps(store_or_path, key: str | None = None) -> FeatureMaps:
-    """Open feature maps stored by a decoder fit (lazily), e.g. from a shared store.
-
-    Parameters
-    ----------
-    store_or_path : StudysetStore, Studyset, str or Path
-        The store (a local folder or an fsspec URL) or a studyset opened from it.
-    key : str, optional
-        Which group (:func:`list_feature_maps`); may be omitted when the store holds one.
-
-    Returns
-    -------
-    FeatureMaps
-        Dask-backed on the stored chunks (lazy).
-    """
-    store = _as_store(store_or_path)
-    if key is None:
-        table = list_feature_maps(store)
-        if table.empty:
-            raise KeyError(f"{store.location} holds no decoder feature maps")
-        if len(table) > 1:
-            raise KeyError(
-                f"{store.location} holds {len(table)} sets of feature maps; pass key= one of "
-                f"{table['key'].tolist()} (see list_feature_maps)"
-            )
-        key = str(table["key"].iloc[0])
-    maps = stored_maps(store, key)
-    if maps is None:
-        raise KeyError(f"no complete feature maps with key {key!r} in {store.location}")
-    return maps

@@ -1,10 +1,10 @@
 """MA maps persisted in a studyset store under ``derived/ma/<cache_key>``.
 
-A group is written once, atomically: the maps are computed into a hidden sibling group
-(``derived/ma/.tmp-<key>-<token>``), its attributes are marked ``complete``, and the folder
-is then moved into place. A reader only uses a group whose attributes say ``complete`` and
-whose kernel class, parameters, grid fingerprint and studyset fingerprint all match; anything
-else is rebuilt, never reused.
+Each cache entry is a versioned store of its own (:mod:`nimare_dask.storage`): the maps are
+written under a new version prefix (by the tasks that compute them when the workers can reach
+the store, else through the client) and published by a pointer object written last, atomic on
+object stores too. A reader only uses an entry whose kernel class, parameters, grid fingerprint
+and studyset fingerprint all match; anything else is rebuilt, never reused.
 
 On disk, binary MKDA maps are stored as uint8 indicators (the sphere ``value`` is an
 attribute and is applied when reading); ALE and KDA maps as float32.
@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import uuid
 from typing import TYPE_CHECKING
 
 import numpy as np
 import xarray as xr
-import zarr
 
+from nimare_dask import storage
 from nimare_dask.studyset.core import Studyset
 
 if TYPE_CHECKING:
@@ -30,20 +29,13 @@ __all__ = ["cached_ma_maps", "ma_group", "ATTRS_KEY"]
 
 #: Name of the attribute holding the provenance of a stored group.
 ATTRS_KEY = "nimare_dask_ma"
+#: Kind of the derived versioned stores (``derived/ma/<key>``).
+KIND = "ma"
 
 
 def ma_group(key: str) -> str:
-    """The store group of the MA maps with this cache key."""
-    return f"derived/ma/{key}"
-
-
-def _fs(store):
-    import fsspec
-
-    loc = str(store.location)
-    opts = store.storage_options if "://" in loc else {}
-    fs, root = fsspec.core.url_to_fs(loc, **(opts or {}))
-    return fs, root.rstrip("/")
+    """The store path of the MA maps with this cache key."""
+    return f"derived/{KIND}/{key}"
 
 
 def _provenance(kernel: KernelTransformer, studyset: Studyset) -> dict:
@@ -62,19 +54,12 @@ def _indicator_encoding(kernel: KernelTransformer) -> bool:
     return type(kernel) is MKDAKernel
 
 
-def _open_group(store, path: str, mode: str = "r"):
-    kw = {"path": path, "mode": mode, "zarr_format": 3}
-    if "://" in str(store.location):
-        kw["storage_options"] = store.storage_options or None
-    return zarr.open_group(store.location, **kw)
-
-
-def _read_attrs(store, group: str) -> dict | None:
+def _read_attrs(store, key: str) -> tuple[dict | None, storage.Location | None]:
     try:
-        grp = _open_group(store, group)
-    except Exception:  # absent or unreadable: zarr raises several types
-        return None
-    return dict(grp.attrs).get(ATTRS_KEY)
+        version, pointer = store.derived(KIND, key).current()
+    except storage.StoreError:
+        return None, None
+    return (pointer.get("info") or {}).get(ATTRS_KEY), version
 
 
 def _matches(info: dict | None, want: dict) -> bool:
@@ -83,8 +68,10 @@ def _matches(info: dict | None, want: dict) -> bool:
     return all(info.get(k) == v for k, v in want.items())
 
 
-def _open(store, group: str, info: dict, studyset: Studyset) -> xr.DataArray:
-    ds = store.dataset(group, chunks=None)  # on-disk chunks, lazy
+def _open(version: storage.Location, group: str, info: dict, studyset: Studyset) -> xr.DataArray:
+    ds = xr.open_zarr(  # on-disk chunks, lazy
+        version.zarr_store(read_only=True), zarr_format=3, consolidated=False, chunks={}
+    )
     ma = ds["ma"]
     if ma.dtype != np.float32:
         ma = ma.astype(np.float32)
@@ -104,16 +91,8 @@ def _open(store, group: str, info: dict, studyset: Studyset) -> xr.DataArray:
     return ma
 
 
-def _remove(fs, path: str) -> None:
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
-
-
-def _write(kernel: KernelTransformer, studyset: Studyset, sizes, group: str, want: dict):
+def _write(kernel: KernelTransformer, studyset: Studyset, sizes, key: str, want: dict) -> None:
     store = studyset.store
-    fs, root = _fs(store)
-    key = group.rsplit("/", 1)[-1]
-    tmp_group = f"derived/ma/.tmp-{key}-{uuid.uuid4().hex[:8]}"
     ma = kernel.transform(studyset, return_type="xarray", chunks=sizes)
     per = max(sizes) if len(sizes) and max(sizes) > 0 else 1
     arr = ma.data
@@ -126,35 +105,22 @@ def _write(kernel: KernelTransformer, studyset: Studyset, sizes, group: str, wan
         {"ma": (("analysis", "voxel"), arr)},
         coords={"analysis": np.asarray(studyset.ids).astype(str).astype(object)},
     )
-    kw = {"group": tmp_group, "mode": "w", "zarr_format": 3, "consolidated": False}
-    if "://" in str(store.location):
-        kw["storage_options"] = store.storage_options
     encoding = {"ma": {"chunks": (per, studyset.grid.n_voxels)}}
-    info = dict(want, complete=False, encoding="uint8-indicator" if indicator else "float32")
-    info["scale"] = float(kernel._scale()) if indicator else 1.0
-    tmp_path = f"{root}/{tmp_group}"
-    try:
-        ds.to_zarr(store.location, encoding=encoding, **kw)
-        grp = _open_group(store, tmp_group, mode="r+")
-        from nimare_dask import __version__
+    from nimare_dask import __version__
 
-        info.update(
-            complete=True,
-            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            library_version=__version__,
-        )
-        grp.attrs.update({ATTRS_KEY: info})
-        final = f"{root}/{group}"
-        if fs.exists(final):
-            if _matches(_read_attrs(store, group), want):
-                return  # a concurrent writer finished first: keep theirs, drop ours
-            _remove(fs, final)  # stale or incomplete: never reused, replaced
-        fs.mv(tmp_path, final, recursive=True)
-    finally:
-        try:
-            _remove(fs, tmp_path)
-        except Exception:  # pragma: no cover - best effort clean-up
-            pass
+    info = dict(
+        want,
+        complete=True,
+        encoding="uint8-indicator" if indicator else "float32",
+        scale=float(kernel._scale()) if indicator else 1.0,
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        library_version=__version__,
+    )
+    # overwrite: a stale entry is replaced, never reused; "keep": a concurrent writer that
+    # published first wins and this write is dropped
+    with store.derived(KIND, key).transaction(overwrite=True, on_conflict="keep") as tx:
+        storage.write_dataset(ds, tx.location, encoding=encoding)
+        tx.commit({ATTRS_KEY: info})
 
 
 def cached_ma_maps(kernel: KernelTransformer, studyset: Studyset, sizes) -> xr.DataArray:
@@ -180,11 +146,11 @@ def cached_ma_maps(kernel: KernelTransformer, studyset: Studyset, sizes) -> xr.D
             "this studyset has none (selections such as slice() drop it)"
         )
     want = _provenance(kernel, studyset)
-    group = ma_group(want["cache_key"])
-    info = _read_attrs(store, group)
+    key = want["cache_key"]
+    info, version = _read_attrs(store, key)
     if not _matches(info, want):
-        _write(kernel, studyset, sizes, group, want)
-        info = _read_attrs(store, group)
+        _write(kernel, studyset, sizes, key, want)
+        info, version = _read_attrs(store, key)
         if not _matches(info, want):  # pragma: no cover - a concurrent writer raced us
-            raise RuntimeError(f"could not write MA maps to {store.location}/{group}")
-    return _open(store, group, info, studyset)
+            raise RuntimeError(f"could not write MA maps to {store.location}/{ma_group(key)}")
+    return _open(version, ma_group(key), info, studyset)

@@ -11,7 +11,9 @@ fingerprint of its inputs, ``n_iters``, the block size, the seed, the stream and
 version. A run that finds a checkpoint with a different manifest refuses to touch it
 (:class:`CheckpointMismatchError`). A block counts only once its ``complete`` attribute is
 written, after its arrays, so a crash in the middle of a write leaves a block that is ignored
-and recomputed, never a half block that is read.
+and recomputed, never a half block that is read: appending blocks needs no rename, so this holds
+on object stores too. The location (a folder or an fsspec URL with its ``storage_options``) is
+opened through :mod:`nimare_dask.storage`, like every other store.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Any
 
 import numpy as np
 import zarr
+
+from nimare_dask.storage import Location, StoreError
 
 __all__ = ["BlockCheckpoint", "CheckpointMismatchError", "manifest"]
 
@@ -59,10 +63,6 @@ def manifest(
     }
 
 
-def _is_url(loc: str) -> bool:
-    return "://" in loc and not loc.startswith("file://")
-
-
 class BlockCheckpoint:
     """A Zarr v3 group holding the finished blocks of one Monte Carlo run.
 
@@ -79,17 +79,16 @@ class BlockCheckpoint:
             self._root = location
             self.location = str(location.store_path)
         else:
-            loc = str(location)
-            kw: dict[str, Any] = {"mode": "a", "zarr_format": 3}
-            if _is_url(loc):
-                kw["storage_options"] = storage_options or None
+            loc = Location(location, storage_options)
             try:
-                self._root = zarr.open_group(loc, **kw)
+                self._root = zarr.open_group(loc.zarr_store(), mode="a", zarr_format=3)
+            except StoreError:
+                raise
             except Exception as err:  # zarr raises several types for a non-Zarr folder
                 raise CheckpointMismatchError(
-                    f"cannot open {loc} as a Zarr v3 checkpoint group: {err}"
+                    f"cannot open {loc.url} as a Zarr v3 checkpoint group: {err}"
                 ) from err
-            self.location = loc
+            self.location = loc.url
 
     # ------------------------------------------------------------------ manifest
     def recorded(self) -> dict[str, Any] | None:

@@ -11,15 +11,16 @@ Layout (one Zarr group, readable with plain xarray/zarr; JSON and arrays only, n
                             JSON text per cell; a non-trivial index as variable ``index``
     <root>/nulls/           xarray Dataset, variable ``null_<i>`` per null distribution
 
-The write is atomic as for studyset stores: built in a hidden sibling and moved into place, with
-``complete`` set last, so a crash never leaves a result that opens.
+The write is atomic as for studyset stores (:mod:`nimare_dask.storage`): a new version under its
+own prefix, published by a pointer object written last, on local disk and object stores alike.
+In-memory maps are written from this process (no graph); lazy maps are written chunk by chunk by
+the tasks that compute them when the workers can reach the destination, else through the client.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +29,22 @@ import pandas as pd
 import xarray as xr
 import zarr
 
+from nimare_dask import storage
 from nimare_dask.results.metaresult import MetaResult
 from nimare_dask.space import Grid, get_grid
+from nimare_dask.storage import Location, VersionedStore
 from nimare_dask.studyset.store import (
     StoreError,
-    _exists,
-    _is_url,
+    _as_store_error,
     _json_default,
-    _move_into_place,
-    _remove,
-    _zarr_kw,
+    merge_storage_options,
 )
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "open_result", "write_result"]
 
 FORMAT_NAME = "nimare_dask.result"
-FORMAT_VERSION = 1
+#: 2: versioned layout published by a pointer object (``storage/README.md``).
+FORMAT_VERSION = 2
 #: Voxels per Zarr chunk of a map (4 chunks for the 2 mm grid).
 MAP_CHUNK = 65536
 
@@ -126,9 +127,14 @@ def _dataset_to_table(ds: xr.Dataset) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- write
 def write_result(
-    result: MetaResult, path_or_url: str | Path, *, overwrite: bool = False, **storage_options
+    result: MetaResult,
+    path_or_url: str | Path,
+    *,
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+    **more_storage_options: Any,
 ) -> str:
-    """Write ``result`` to a Zarr v3 group, atomically.
+    """Write ``result`` to a Zarr v3 group, atomically (on object stores too).
 
     Parameters
     ----------
@@ -139,86 +145,72 @@ def write_result(
     overwrite : bool
         Replace an existing destination; without it an existing one raises ``StoreError`` and
         is left untouched.
-    **storage_options
-        fsspec options for URLs.
+    storage_options : dict, optional
+        fsspec options for URLs; also accepted as keywords.
 
     Returns
     -------
     str
         The location. Lazy maps are computed while writing, in one pass.
     """
-    loc = str(path_or_url)
-    if _exists(loc) and not overwrite:
-        raise StoreError(f"{loc} already exists; pass overwrite=True to replace it")
-    token = uuid.uuid4().hex[:8]
-    if _is_url(loc):
-        tmp = f"{loc.rstrip('/')}.tmp-{token}"
-    else:
-        target = Path(loc).resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = str(target.parent / f".{target.name}.tmp-{token}")
-    kw = _zarr_kw(tmp, storage_options)
+    opts = merge_storage_options(storage_options, more_storage_options)
     try:
-        group_kw: dict[str, Any] = {"mode": "w", "zarr_format": 3}
-        if _is_url(tmp):
-            group_kw["storage_options"] = storage_options or None
-        root = zarr.open_group(tmp, **group_kw)
-        root.attrs.update({"nimare_dask": {"format": FORMAT_NAME, "complete": False}})
-        names = result.maps_names
-        if names:
-            maps = result.maps.chunk({"voxel": min(MAP_CHUNK, result.grid.n_voxels)})
-            for var in maps.data_vars.values():
-                var.encoding = {}
-            maps.to_zarr(tmp, group="maps", **kw)
-        for i, (name, table) in enumerate(result.tables.items()):
-            _table_to_dataset(name, table).to_zarr(tmp, group=f"tables/table_{i}", **kw)
-        if result.null_distributions:
-            nulls = {}
-            for i, (name, value) in enumerate(result.null_distributions.items()):
-                arr = np.asarray(value)
-                if arr.dtype == object:
-                    raise TypeError(f"null distribution {name!r} is not a numeric array")
-                dims = tuple(f"null_{i}_dim_{d}" for d in range(arr.ndim))
-                nulls[f"null_{i}"] = xr.Variable(dims, arr, attrs={"name": name})
-            xr.Dataset(nulls).to_zarr(tmp, group="nulls", **kw)
-        from nimare_dask import __version__
+        vs = VersionedStore(Location(path_or_url, opts), FORMAT_NAME, FORMAT_VERSION)
+        with vs.transaction(overwrite=overwrite) as tx:
+            _write_version(result, tx)
+    except storage.StoreError as err:
+        if isinstance(err, StoreError):
+            raise
+        raise _as_store_error(err) from err.__cause__
+    return vs.location.url
 
-        info = {
-            "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
-            "complete": True,
-            "grid": result.grid.to_attrs(),
-            **result._info_json(),
-            "maps": names,
-            "tables": list(result.tables),
-            "null_distributions": list(result.null_distributions),
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "library_version": __version__,
-        }
-        root.attrs.update({"nimare_dask": json.loads(json.dumps(info, default=_json_default))})
-        _move_into_place(tmp, loc, overwrite)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return loc
+
+def _write_version(result: MetaResult, tx: storage.Transaction) -> None:
+    root = zarr.open_group(tx.zarr_store(), mode="w", zarr_format=3)
+    names = result.maps_names
+    if names:
+        maps = result.maps.copy()
+        chunk = min(MAP_CHUNK, result.grid.n_voxels)
+        encoding = {name: {"chunks": (chunk,)} for name in maps.data_vars}
+        for name, var in list(maps.data_vars.items()):
+            if var.chunks is not None:  # lazy: one task per stored chunk
+                maps[name] = var.chunk({"voxel": chunk})
+            maps[name].encoding = {}
+        storage.write_dataset(maps, tx.location, group="maps", encoding=encoding)
+    for i, (name, table) in enumerate(result.tables.items()):
+        storage.write_dataset(
+            _table_to_dataset(name, table), tx.location, group=f"tables/table_{i}"
+        )
+    if result.null_distributions:
+        nulls = {}
+        for i, (name, value) in enumerate(result.null_distributions.items()):
+            arr = np.asarray(value)
+            if arr.dtype == object:
+                raise TypeError(f"null distribution {name!r} is not a numeric array")
+            dims = tuple(f"null_{i}_dim_{d}" for d in range(arr.ndim))
+            nulls[f"null_{i}"] = xr.Variable(dims, arr, attrs={"name": name})
+        storage.write_dataset(xr.Dataset(nulls), tx.location, group="nulls")
+    from nimare_dask import __version__
+
+    info = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "grid": result.grid.to_attrs(),
+        **result._info_json(),
+        "maps": names,
+        "tables": list(result.tables),
+        "null_distributions": list(result.null_distributions),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "library_version": __version__,
+    }
+    info = json.loads(json.dumps(info, default=_json_default))
+    root.attrs.update({"nimare_dask": info})
+    tx.commit(info)
 
 
 # --------------------------------------------------------------------------- read
-def _open_group(loc: str, storage_options: dict, path: str | None = None):
-    kw: dict[str, Any] = {"mode": "r", "zarr_format": 3}
-    if _is_url(loc):
-        kw["storage_options"] = storage_options or None
-    if path:
-        kw["path"] = path
-    return zarr.open_group(loc, **kw)
-
-
-def _dataset(loc: str, group: str, storage_options: dict, chunks: Any) -> xr.Dataset:
-    kw: dict[str, Any] = {"group": group, "zarr_format": 3, "consolidated": False}
-    kw["chunks"] = chunks
-    if _is_url(loc):
-        kw["storage_options"] = storage_options
-    return xr.open_zarr(loc, **kw)
+def _dataset(zstore: Any, group: str, chunks: Any) -> xr.Dataset:
+    return xr.open_zarr(zstore, group=group, zarr_format=3, consolidated=False, chunks=chunks)
 
 
 def _resolve_grid(grid: Grid | str | None, stored: dict, loc: str) -> Grid:
@@ -245,7 +237,8 @@ def open_result(
     grid: Grid | str | None = None,
     *,
     chunks: Any = None,
-    **storage_options: Any,
+    storage_options: dict | None = None,
+    **more_storage_options: Any,
 ) -> MetaResult:
     """Reopen a result written by :meth:`MetaResult.to_zarr`.
 
@@ -258,8 +251,8 @@ def open_result(
         grid it was written on.
     chunks : dict or str, optional
         Dask chunks for the maps (default: the stored Zarr chunks).
-    **storage_options
-        fsspec options for URLs.
+    storage_options : dict, optional
+        fsspec options for URLs; also accepted as keywords.
 
     Returns
     -------
@@ -268,34 +261,26 @@ def open_result(
         and corrector objects are not restored: ``estimator_info`` and ``corrector_info``
         hold their class names and parameters.
     """
-    loc = str(path_or_url)
-    if not _exists(loc):
-        raise StoreError(f"no result at {loc}")
+    opts = merge_storage_options(storage_options, more_storage_options)
     try:
-        root = _open_group(loc, storage_options)
-    except Exception as err:  # zarr raises several types for a non-store folder
-        raise StoreError(f"{loc} is not a Zarr v3 group: {err}") from None
-    info = dict(root.attrs).get("nimare_dask") or {}
-    if info.get("format") != FORMAT_NAME:
-        raise StoreError(f"{loc} is not a nimare_dask result (format {info.get('format')!r})")
-    if not info.get("complete"):
-        raise StoreError(f"{loc} is incomplete (a write was interrupted); write it again")
-    if int(info.get("format_version", -1)) > FORMAT_VERSION:
-        raise StoreError(
-            f"{loc} has result format version {info.get('format_version')}, newer than this "
-            f"nimare_dask understands ({FORMAT_VERSION}); upgrade nimare_dask"
-        )
+        vs = VersionedStore(Location(path_or_url, opts), FORMAT_NAME, FORMAT_VERSION)
+        version, pointer = vs.current()
+        zstore = version.zarr_store(read_only=True)
+    except storage.StoreError as err:
+        raise _as_store_error(err) from err.__cause__
+    loc = vs.location.url
+    info = dict(pointer.get("info") or {})
     grid = _resolve_grid(grid, info.get("grid", {}), loc)
     chunks = {} if chunks is None else chunks
-    maps = _dataset(loc, "maps", storage_options, chunks) if info.get("maps") else xr.Dataset()
+    maps = _dataset(zstore, "maps", chunks) if info.get("maps") else xr.Dataset()
     maps = maps[[n for n in info.get("maps", []) if n in maps]] if info.get("maps") else maps
     tables = {}
     for i, name in enumerate(info.get("tables", [])):
-        ds = _dataset(loc, f"tables/table_{i}", storage_options, None).load()
+        ds = _dataset(zstore, f"tables/table_{i}", None).load()
         tables[name] = _dataset_to_table(ds)
     nulls: dict[str, np.ndarray] = {}
     if info.get("null_distributions"):
-        ds = _dataset(loc, "nulls", storage_options, None).load()
+        ds = _dataset(zstore, "nulls", None).load()
         for i, _name in enumerate(info["null_distributions"]):
             var = ds[f"null_{i}"]
             nulls[var.attrs["name"]] = np.asarray(var.values)

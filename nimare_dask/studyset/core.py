@@ -40,6 +40,10 @@ class UnknownSpaceWarning(UserWarning):
     """Foci reported in an unknown coordinate space were kept as MNI."""
 
 
+def _is_dask(values) -> bool:
+    return type(values).__module__.startswith("dask.")
+
+
 class Annotations:
     """An (analysis x label) weight matrix, dense (float32) or scipy CSR.
 
@@ -55,6 +59,10 @@ class Annotations:
         labels = [str(lab) for lab in labels]
         if sp.issparse(values):
             values = sp.csr_matrix(values, dtype=np.float32)
+        elif _is_dask(values):  # a store's dense values: read column blocks on use
+            values = values.astype(np.float32)
+            if values.ndim != 2:
+                raise StudysetError(f"annotation values must be 2-D, got shape {values.shape}")
         else:
             values = np.asarray(values, dtype=np.float32)
             if values.ndim != 2:
@@ -87,7 +95,7 @@ class Annotations:
         """Dense (n_analyses, len(labels)) float32 array of the given labels."""
         pos = self.label_positions(labels)
         sub = self.values[:, pos]
-        return sub.toarray() if sp.issparse(sub) else np.asarray(sub)
+        return sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float32)
 
     def label_positions(self, labels: Sequence[str]) -> np.ndarray:
         """Column positions of the given labels; raises on an unknown label."""
@@ -116,7 +124,7 @@ class Annotations:
             if p is None:
                 blocks.append(sp.csr_matrix((n, len(labels)), dtype=np.float32))
                 continue
-            m = sp.csr_matrix(p.values).tocoo()
+            m = sp.csr_matrix(p.values if p.is_sparse else np.asarray(p.values)).tocoo()
             cols = index.get_indexer(p.labels)[m.col]
             blocks.append(sp.csr_matrix((m.data, (m.row, cols)), shape=(n, len(labels))))
         out = sp.vstack(blocks).tocsr()
@@ -306,10 +314,11 @@ class Studyset:
 
     def _set_tables(self, analyses, points, metadata, annotations, images, texts, grid):
         self._analyses = analyses
-        self._points = points
-        # a DataFrame, or a zero-argument callable producing it (stores parse it on first use)
+        # points, metadata and annotations: the table, or a zero-argument callable producing it
+        # (a store reads each on first use, so opening one reads only the analyses table)
+        self._points_src = points
         self._metadata_src = metadata
-        self._annotations = annotations
+        self._annotations_src = annotations
         self._images = images
         self._texts = texts
         self._grid = grid
@@ -322,6 +331,18 @@ class Studyset:
         if callable(self._metadata_src):
             self._metadata_src = self._metadata_src()
         return self._metadata_src
+
+    @property
+    def _points(self) -> pd.DataFrame:
+        if callable(self._points_src):
+            self._points_src = self._points_src()
+        return self._points_src
+
+    @property
+    def _annotations(self) -> Annotations | None:
+        if callable(self._annotations_src):
+            self._annotations_src = self._annotations_src()
+        return self._annotations_src
 
     def _tables(self) -> dict:
         return {
@@ -421,7 +442,7 @@ class Studyset:
         if a.is_sparse:
             frame = pd.DataFrame.sparse.from_spmatrix(a.values, columns=a.labels)
         else:
-            frame = pd.DataFrame(a.values, columns=a.labels)
+            frame = pd.DataFrame(np.asarray(a.values), columns=a.labels)
         return pd.concat([base, frame], axis=1)
 
     @property

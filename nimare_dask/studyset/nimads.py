@@ -348,6 +348,7 @@ def tables_to_nimads(ss: Studyset, studyset_id: str = "nimare_dask", name: str =
     imgs = {k: g for k, g in ss._images.groupby("id", sort=False)}
     texts = {k: g for k, g in ss._texts.groupby("id", sort=False)}
     ann = ss._annotations
+    ann_values = None if ann is None else (ann.values if ann.is_sparse else np.asarray(ann.values))
     studies: dict[str, dict] = {}
     for row_i, a in enumerate(ss._analyses.itertuples(index=False)):
         study = studies.setdefault(
@@ -374,7 +375,7 @@ def tables_to_nimads(ss: Studyset, studyset_id: str = "nimare_dask", name: str =
         if a.id in texts:
             analysis["texts"] = dict(texts[a.id][["type", "text"]].to_numpy().tolist())
         if ann is not None:
-            vals = ann.values[row_i]
+            vals = ann_values[row_i]
             vals = vals.toarray().ravel() if hasattr(vals, "toarray") else np.asarray(vals)
             nz = np.flatnonzero(vals)
             analysis["annotations"] = {ann.labels[j]: float(vals[j]) for j in nz}

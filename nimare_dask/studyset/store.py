@@ -4,19 +4,18 @@ A store is one Zarr group; every table is a sub-group written with xarray, and d
 (MA maps, decoder feature maps, Monte Carlo checkpoints) live under ``derived/`` with the
 parameters they were built from in their attributes.
 
-Writes are atomic: a local store is built in a hidden sibling folder and renamed into place; on
-any backend the root attribute ``complete`` is written last, and :func:`open_studyset` refuses
-a store without it, so a crash never leaves a half store that opens.
+Writes go through :mod:`nimare_dask.storage`: a new version is written under its own prefix and
+published by one small pointer object written last, on local disk and object stores alike, so a
+reader sees the old store or the new one and a crash never leaves a half store that opens.
+Derived arrays are versioned stores of their own under ``<store>/derived/<kind>/<key>``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
-import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,44 +23,33 @@ import scipy.sparse as sp
 import xarray as xr
 import zarr
 
+from nimare_dask import storage
 from nimare_dask.space import Grid
+from nimare_dask.storage import Location, VersionedStore
 from nimare_dask.studyset.core import Annotations, Studyset, StudysetError
 
-if TYPE_CHECKING:
-    pass
-
 FORMAT_NAME = "nimare_dask.studyset"
-FORMAT_VERSION = 1
+#: 2: versioned layout published by a pointer object (``storage/README.md``).
+FORMAT_VERSION = 2
 
 __all__ = ["open_studyset", "write_store", "StudysetStore", "StoreError", "FORMAT_VERSION"]
 
 
-class StoreError(StudysetError):
+class StoreError(StudysetError, storage.StoreError):
     """A store is missing, incomplete, of another format, or would be overwritten."""
 
 
-def _is_url(loc: str) -> bool:
-    return "://" in str(loc) and not str(loc).startswith("file://")
+def _as_store_error(err: storage.StoreError) -> StoreError:
+    out = StoreError(str(err))
+    out.__cause__ = err
+    return out
 
 
-def _exists(loc: str) -> bool:
-    if _is_url(loc):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(loc)
-        return fs.exists(path)
-    return Path(loc).exists()
-
-
-def _remove(loc: str) -> None:
-    if _is_url(loc):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(loc)
-        if fs.exists(path):
-            fs.rm(path, recursive=True)
-    else:
-        shutil.rmtree(loc, ignore_errors=True)
+def merge_storage_options(storage_options: dict | None, extra: dict) -> dict:
+    """``storage_options=`` and fsspec options given as keywords, as one dict."""
+    opts = dict(storage_options or {})
+    opts.update(extra)
+    return opts
 
 
 def _str_array(values) -> np.ndarray:
@@ -79,16 +67,10 @@ def _json_default(o):
     return str(o)
 
 
-def _zarr_kw(loc: str, storage_options: dict) -> dict:
-    """Keyword arguments of ``xr.Dataset.to_zarr`` for one sub-group of a store at ``loc``."""
-    kw = {"mode": "a", "zarr_format": 3, "consolidated": False}
-    if _is_url(loc):
-        kw["storage_options"] = storage_options or None
-    return kw
+def _write_tables(ss: Studyset, loc: Location) -> None:
+    def write(ds: xr.Dataset, group: str, encoding: dict | None = None) -> None:
+        storage.write_dataset(ds, loc, group=group, encoding=encoding)
 
-
-def _write_tables(ss: Studyset, loc: str, storage_options: dict) -> None:
-    kw = _zarr_kw(loc, storage_options)
     a = ss._analyses
     analyses = xr.Dataset(
         {
@@ -101,7 +83,7 @@ def _write_tables(ss: Studyset, loc: str, storage_options: dict) -> None:
             "focus_offset": ("analysis_edge", ss.focus_offsets().astype(np.int64)),
         }
     )
-    analyses.to_zarr(loc, group="analyses", **kw)
+    write(analyses, "analyses")
     p = ss._points
     space_codes, space_labels = pd.factorize(p["space"].astype(object), use_na_sentinel=False)
     points = xr.Dataset(
@@ -115,20 +97,18 @@ def _write_tables(ss: Studyset, loc: str, storage_options: dict) -> None:
         },
         attrs={"space_labels": [str(v) for v in space_labels]},
     )
-    points.to_zarr(loc, group="points", **kw)
+    write(points, "points")
     meta_cols = [c for c in ss._metadata.columns if c != "id"]
     records = ss._metadata[meta_cols].to_dict(orient="records")
     meta_json = [
         json.dumps({k: v for k, v in r.items() if not _is_missing(v)}, default=_json_default)
         for r in records
     ]
-    xr.Dataset({"json": ("analysis", np.array(meta_json, dtype=object))}).to_zarr(
-        loc, group="metadata", **kw
-    )
+    write(xr.Dataset({"json": ("analysis", np.array(meta_json, dtype=object))}), "metadata")
     for name, cols in (("images", ["id", "type", "path"]), ("texts", ["id", "type", "text"])):
         df = getattr(ss, f"_{name}")
         ds = xr.Dataset({c: ("row", _str_array(df[c])) for c in cols})
-        ds.to_zarr(loc, group=name, **kw)
+        write(ds, name)
     ann = ss._annotations
     if ann is not None:
         labels = ("label", _str_array(ann.labels))
@@ -150,11 +130,9 @@ def _write_tables(ss: Studyset, loc: str, storage_options: dict) -> None:
                 {"label_name": labels, "values": (("analysis", "label"), vals)},
                 attrs={"layout": "dense", "shape": list(vals.shape)},
             )
-            ds["values"].encoding["chunks"] = (
-                max(1, min(len(vals), 4096)),
-                max(1, min(vals.shape[1], 512)),
-            )
-        ds.to_zarr(loc, group="annotations", **kw)
+            chunks = (max(1, min(len(vals), 4096)), max(1, min(vals.shape[1], 512)))
+            ds["values"].encoding["chunks"] = chunks
+        write(ds, "annotations")
 
 
 def _is_missing(v) -> bool:
@@ -166,9 +144,14 @@ def _is_missing(v) -> bool:
 
 
 def write_store(
-    ss: Studyset, path_or_url: str | Path, *, overwrite: bool = False, **storage_options
+    ss: Studyset,
+    path_or_url: str | Path,
+    *,
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+    **more_storage_options: Any,
 ) -> str:
-    """Write ``ss`` as a Zarr v3 store, atomically.
+    """Write ``ss`` as a Zarr v3 store, atomically (on object stores too).
 
     Parameters
     ----------
@@ -179,113 +162,67 @@ def write_store(
     overwrite : bool
         Replace an existing store. Without it, an existing destination raises
         :class:`StoreError` and is left untouched.
+    storage_options : dict, optional
+        fsspec options for a URL (endpoint, credentials); also accepted as keywords.
 
     Returns
     -------
     str
         The store location.
     """
-    loc = str(path_or_url)
-    if _exists(loc) and not overwrite:
-        raise StoreError(f"{loc} already exists; pass overwrite=True to replace it")
-    token = uuid.uuid4().hex[:8]
-    if _is_url(loc):
-        tmp = f"{loc.rstrip('/')}.tmp-{token}"
-    else:
-        target = Path(loc).resolve()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = str(target.parent / f".{target.name}.tmp-{token}")
+    opts = merge_storage_options(storage_options, more_storage_options)
     try:
-        root = (
-            zarr.open_group(tmp, mode="w", zarr_format=3, storage_options=storage_options or None)
-            if _is_url(tmp)
-            else zarr.open_group(tmp, mode="w", zarr_format=3)
-        )
-        root.attrs.update({"nimare_dask": {"format": FORMAT_NAME, "complete": False}})
-        _write_tables(ss, tmp, storage_options)
-        from nimare_dask import __version__
+        vs = VersionedStore(Location(path_or_url, opts), FORMAT_NAME, FORMAT_VERSION)
+        with vs.transaction(overwrite=overwrite) as tx:
+            root = zarr.open_group(tx.zarr_store(), mode="w", zarr_format=3)
+            _write_tables(ss, tx.location)
+            from nimare_dask import __version__
 
-        root.attrs.update(
-            {
-                "nimare_dask": {
-                    "format": FORMAT_NAME,
-                    "format_version": FORMAT_VERSION,
-                    "complete": True,
-                    "fingerprint": ss.fingerprint,
-                    "n_analyses": len(ss),
-                    "n_foci": int(len(ss._points)),
-                    "grid": ss.grid.to_attrs(),
-                    "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                    "library_version": __version__,
-                }
+            info = {
+                "format": FORMAT_NAME,
+                "format_version": FORMAT_VERSION,
+                "fingerprint": ss.fingerprint,
+                "n_analyses": len(ss),
+                "n_foci": int(len(ss._points)),
+                "grid": ss.grid.to_attrs(),
+                "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "library_version": __version__,
             }
-        )
-        _move_into_place(tmp, loc, overwrite)
-    except BaseException:
-        _remove(tmp)
-        raise
-    return loc
-
-
-def _move_into_place(tmp: str, loc: str, overwrite: bool) -> None:
-    if _is_url(loc):
-        import fsspec
-
-        fs, tpath = fsspec.core.url_to_fs(tmp)
-        _, lpath = fsspec.core.url_to_fs(loc)
-        if overwrite and fs.exists(lpath):
-            fs.rm(lpath, recursive=True)
-        fs.mv(tpath, lpath, recursive=True)
-        return
-    target = Path(loc).resolve()
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        target.rename(old)
-    Path(tmp).rename(target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+            root.attrs.update({"nimare_dask": info})
+            tx.commit(info)
+    except storage.StoreError as err:
+        if isinstance(err, StoreError):
+            raise
+        raise _as_store_error(err) from err.__cause__
+    return vs.location.url
 
 
 class StudysetStore:
-    """An opened store: its location, root attributes and lazy access to its arrays.
+    """An opened store: its location, the published version and lazy access to its arrays.
 
     Parameters
     ----------
     location : str
         Folder or fsspec URL.
     storage_options : dict, optional
-        Passed to fsspec for URLs.
+        Passed to fsspec for URLs, for every access (also by Dask workers).
     """
 
     def __init__(self, location: str | Path, storage_options: dict | None = None):
-        self.location = str(location)
-        self.storage_options = storage_options or {}
-        if not _exists(self.location):
-            raise StoreError(f"no studyset store at {self.location}")
         try:
-            self.root = self._open_group(mode="r")
-        except Exception as err:  # zarr raises several types for a non-store folder
-            raise StoreError(f"{self.location} is not a Zarr v3 store: {err}") from None
-        info = dict(self.root.attrs).get("nimare_dask") or {}
-        if info.get("format") != FORMAT_NAME:
-            raise StoreError(f"{self.location} is not a nimare_dask studyset store")
-        if not info.get("complete"):
-            raise StoreError(f"{self.location} is incomplete (a write was interrupted); rebuild it")
-        if int(info.get("format_version", -1)) > FORMAT_VERSION:
-            raise StoreError(
-                f"{self.location} has format version {info.get('format_version')}, newer than "
-                f"this nimare_dask understands ({FORMAT_VERSION}); upgrade nimare_dask"
+            self.versioned = VersionedStore(
+                Location(location, storage_options), FORMAT_NAME, FORMAT_VERSION
             )
-        self.info = info
+            self.version, pointer = self.versioned.current()
+            self.zarr = self.version.zarr_store(read_only=True)
+        except storage.StoreError as err:
+            raise _as_store_error(err) from err.__cause__
+        self.location = self.versioned.location.url
+        self.storage_options = dict(storage_options or {})
+        self.info = dict(pointer.get("info") or {})
 
     def _open_group(self, mode: str = "r", path: str | None = None):
-        kw = {"mode": mode, "zarr_format": 3}
-        if _is_url(self.location):
-            kw["storage_options"] = self.storage_options or None
-        if path:
-            kw["path"] = path
-        return zarr.open_group(self.location, **kw)
+        return zarr.open_group(self.zarr, mode="r", zarr_format=3, path=path or "")
 
     def dataset(self, group: str, chunks: dict | str | None = None) -> xr.Dataset:
         """Open a sub-group as a dask-backed :class:`xarray.Dataset` (lazy).
@@ -299,20 +236,27 @@ class StudysetStore:
         return self._open_dataset(group, None).load()
 
     def _open_dataset(self, group: str, chunks) -> xr.Dataset:
-        kw = {"group": group, "zarr_format": 3, "consolidated": False, "chunks": chunks}
-        if _is_url(self.location):
-            kw["storage_options"] = self.storage_options
-        return xr.open_zarr(self.location, **kw)
+        return xr.open_zarr(
+            self.zarr, group=group, zarr_format=3, consolidated=False, chunks=chunks
+        )
 
     def has(self, group: str) -> bool:
-        """True if the store holds this sub-group."""
+        """True if the store's published version holds this sub-group."""
         try:
             self._open_group(path=group)
             return True
-        except (FileNotFoundError, KeyError, zarr.errors.GroupNotFoundError):
+        except Exception:  # absent: zarr raises several types
             return False
-        except Exception:
-            return False
+
+    def derived(self, kind: str, key: str, format_version: int = 1) -> VersionedStore:
+        """The versioned store of a derived array (``derived/<kind>/<key>``)."""
+        loc = self.versioned.location.join("derived", kind, key)
+        return VersionedStore(loc, f"nimare_dask.{kind}", format_version)
+
+    def derived_keys(self, kind: str) -> list[str]:
+        """Keys of the derived arrays of one kind that hold a published version."""
+        folder = self.versioned.location.join("derived", kind)
+        return [k for k in folder.list_dirs() if self.derived(kind, k).exists()]
 
     @property
     def grid_attrs(self) -> dict:
@@ -335,7 +279,8 @@ def open_studyset(
     *,
     target: str | Grid | None = None,
     chunks: dict | str | None = "auto",
-    **storage_options,
+    storage_options: dict | None = None,
+    **more_storage_options: Any,
 ) -> Studyset:
     """Open a studyset store.
 
@@ -349,14 +294,17 @@ def open_studyset(
     target : str or Grid, optional
         Voxel grid (default: the store's grid if it is a built-in one, else MNI152 2 mm).
     chunks : dict or "auto"
-        Dask chunks for lazily opened arrays.
+        Dask chunks for lazily opened arrays (dense annotations: ``{"analysis": ...,
+        "label": ...}``).
+    storage_options : dict, optional
+        fsspec options for a URL (endpoint, credentials); also accepted as keywords.
 
     Returns
     -------
     Studyset
         With ``.store`` set to the opened :class:`StudysetStore`.
     """
-    store = StudysetStore(path_or_url, storage_options)
+    store = StudysetStore(path_or_url, merge_storage_options(storage_options, more_storage_options))
     a = store.table("analyses")
     analyses = pd.DataFrame(
         {
@@ -368,19 +316,20 @@ def open_studyset(
             "sample_size": a["sample_size"].values.astype(float),
         }
     )
-    p = store.table("points")
     ids = analyses["id"].to_numpy()
-    points = pd.DataFrame(
-        {
-            "id": ids[p["analysis"].values] if len(ids) else np.array([], dtype=object),
-            "x": p["x"].values,
-            "y": p["y"].values,
-            "z": p["z"].values,
-            "space": np.asarray(p.attrs.get("space_labels", []) or [""], dtype=object)[
-                p["space_code"].values
-            ],
-        }
-    )
+
+    def load_points() -> pd.DataFrame:
+        p = store.table("points")
+        space_labels = np.asarray(p.attrs.get("space_labels", []) or [""], dtype=object)
+        return pd.DataFrame(
+            {
+                "id": ids[p["analysis"].values] if len(ids) else np.array([], dtype=object),
+                "x": p["x"].values,
+                "y": p["y"].values,
+                "z": p["z"].values,
+                "space": space_labels[p["space_code"].values],
+            }
+        )
 
     def load_metadata() -> pd.DataFrame:
         m = store.table("metadata")
@@ -397,18 +346,23 @@ def open_studyset(
             if ds.sizes.get("row", 0)
             else pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
         )
-    annotations = None
-    if store.has("annotations"):
-        ds = store.table("annotations")
+
+    def load_annotations() -> Annotations | None:
+        if not store.has("annotations"):
+            return None
+        ds = store._open_dataset("annotations", None)  # lazily indexed, nothing read yet
         labels = list(_strs(ds["label_name"].values))
         if ds.attrs.get("layout") == "csr":
             shape = tuple(ds.attrs["shape"])
+            ds = ds.load()
             vals = sp.csr_matrix(
                 (ds["data"].values, ds["indices"].values, ds["indptr"].values), shape=shape
             )
         else:
-            vals = ds["values"].values
-        annotations = Annotations(vals, labels)
+            # dask-backed on the chunks asked for: columns are read when used
+            vals = ds["values"].chunk(_annotation_chunks(chunks)).data
+        return Annotations(vals, labels)
+
     grid = target
     if grid is None:
         name = store.grid_attrs.get("name", "mni152_2mm")
@@ -416,9 +370,9 @@ def open_studyset(
     ss = Studyset.__new__(Studyset)
     ss._set_tables(
         analyses,
-        points,
+        load_points,
         load_metadata,
-        annotations,
+        load_annotations,
         tables["images"],
         tables["texts"],
         _grid(grid),
@@ -430,6 +384,21 @@ def open_studyset(
         )
     ss.store = store
     return ss
+
+
+def _annotation_chunks(chunks: dict | str | None) -> dict | str:
+    """Dask chunks of the dense annotation values from ``open_studyset``'s ``chunks``."""
+    if chunks is None:
+        return {}
+    if isinstance(chunks, str):
+        return chunks
+    unknown = set(chunks) - {"analysis", "label"}
+    if unknown:
+        raise ValueError(
+            f"chunks= names unknown dimension(s) {sorted(unknown)}; a studyset store's "
+            "arrays are chunked over 'analysis' and 'label'"
+        )
+    return dict(chunks)
 
 
 def _grid(target) -> Grid:
