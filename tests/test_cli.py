@@ -47,6 +47,44 @@ def test_entry_point_is_installed():
         (["convert", "-o", "x.json"], "give input files"),
         (["convert", "a.json", "b.json", "-o", "x.json"], "several inputs"),
         (["macm", "/no/store", "--coords", "0", "0", "0"], "no such file or store"),
+        # local-cluster options are refused with an existing cluster (issue #10)
+        (
+            ["ale", "--sample", "pain", "--scheduler", "tcp://127.0.0.1:1", "--n-workers", "2"],
+            "--n-workers sets the threads of the local cluster and cannot be used with --scheduler",
+        ),
+        (
+            ["ale", "--sample", "pain", "--scheduler-file", "s.json", "--n-workers", "2"],
+            "cannot be used with --scheduler-file",
+        ),
+        (
+            ["decode", "s.zarr", "m.nii.gz", "--scheduler-file", "s.json", "--n-workers", "1"],
+            "cannot be used with --scheduler-file",
+        ),
+        (
+            ["macm", "db.zarr", "--coords", "0", "0", "0", "--scheduler", "tcp://h:1"]
+            + ["--dashboard-address", ":0"],
+            "--dashboard-address applies to the local cluster",
+        ),
+        (["ale", "--sample", "pain", "--n-workers", "0"], "--n-workers must be positive"),
+        # no option silently ignored (issue #13)
+        (["ale", "--sample", "pain", "--fwhm", "0"], "--fwhm must be a positive width"),
+        (["ale", "--sample", "pain", "--fwhm", "-8"], "--fwhm must be a positive width"),
+        (["macm", "db.zarr", "--coords", "0", "0", "0", "--fwhm", "0"], "--fwhm must be"),
+        (["macm", "db.zarr", "--mask", "m.nii.gz", "--radius", "6"], "--radius applies"),
+        (
+            ["macm", "db.zarr", "--coords", "0", "0", "0", "--no-fwe", "--n-iters", "5"],
+            "--n-iters set the Monte Carlo correction that --no-fwe skips",
+        ),
+        (["ingest", "neurosynth", "--tfidf"], "--tfidf converts NeuroQuery's count matrices"),
+        (["convert", "a.txt", "-o", "x.json", "--tfidf"], "--features and --tfidf apply"),
+        (
+            ["decode", "s.zarr", "m.nii.gz", "--storage-option", "anon=true"],
+            "--storage-option applies to fsspec URLs",
+        ),
+        (
+            ["decode", "s3://bucket/s.zarr", "m.nii.gz", "--storage-option", "anon"],
+            "--storage-option expects KEY=VALUE",
+        ),
     ],
 )
 def test_bad_input_prints_one_line_and_exits_2(argv, message, capsys):
@@ -138,8 +176,11 @@ def _run_ale(tmp_path, extra=()):
 
 def test_ale_sample_end_to_end_outputs(tmp_path, capsys):
     out = _run_ale(tmp_path)
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "outputs in" in printed and "report" in printed
+    # the local cluster's dashboard is on the loopback interface only (issue #10)
+    assert "dask: local cluster, 1 threads; dashboard: http://127.0.0.1:" in captured.err
     names = {p.name for p in out.iterdir()}
     for m in (
         "stat",
@@ -250,3 +291,178 @@ def test_console_script_runs(tmp_path):
         pytest.skip("console script not installed in this environment")
     out = subprocess.run([str(exe), "ale", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "--n-iters" in out.stdout
+
+
+def test_scheduler_and_scheduler_file_are_mutually_exclusive(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["ale", "--sample", "pain", "--scheduler", "tcp://h:1", "--scheduler-file", "s.json"])
+    assert exc.value.code == 2
+    assert "not allowed with argument --scheduler" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["ale", "macm", "decode"])
+def test_every_dask_subcommand_takes_a_scheduler_file(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--scheduler ADDRESS", "--scheduler-file PATH", "--n-workers", "--dashboard"):
+        assert flag in text, flag
+
+
+def _listening(pid: int) -> set:
+    import psutil
+
+    conns = psutil.Process(pid).net_connections(kind="inet")
+    return {(c.laddr.ip, c.laddr.port) for c in conns if c.status == psutil.CONN_LISTEN}
+
+
+def test_local_cluster_listens_on_loopback_only(capsys):
+    import os
+
+    from nimare_dask.cli.cluster import dask_client
+
+    before = _listening(os.getpid())
+    with dask_client(n_workers=1) as client:
+        opened = _listening(os.getpid()) - before
+        assert client.submit(sum, [1, 2]).result() == 3
+        port = client.scheduler_info()["services"]["dashboard"]
+        # the scheduler talks in-process: no socket; the dashboards listen on 127.0.0.1
+        assert client.scheduler.address.startswith("inproc://")
+    assert opened and {ip for ip, _ in opened} == {"127.0.0.1"}, opened
+    assert ("127.0.0.1", port) in opened
+    err = capsys.readouterr().err
+    assert f"dashboard: http://127.0.0.1:{port}/status" in err
+
+
+def test_scheduler_file_wait_fails_clearly(tmp_path, capsys):
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "0.3s"}):
+        argv = ["ale", "--sample", "pain", "--n-iters", "5", "--output-dir", str(tmp_path)]
+        assert main([*argv, "--scheduler-file", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err
+    assert "none.json does not exist" in err and "dask scheduler --scheduler-file" in err
+
+
+def test_ale_on_a_cluster_from_a_scheduler_file(tmp_path, capsys):
+    """A real ``dask scheduler --scheduler-file`` and ``dask worker`` (as on an HPC system)."""
+    from distributed import Client
+
+    sched_file = tmp_path / "sched.json"
+    (tmp_path / "scheduler").mkdir()
+    (tmp_path / "worker").mkdir()
+    dask_cli = [sys.executable, "-m", "dask"]
+    procs = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                [*dask_cli, "scheduler", "--scheduler-file", str(sched_file)]
+                + ["--host", "127.0.0.1", "--port", "0", "--dashboard-address", "127.0.0.1:0"],
+                cwd=tmp_path / "scheduler",
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [*dask_cli, "worker", "--scheduler-file", str(sched_file), "--nthreads", "1"]
+                + ["--no-nanny", "--no-dashboard", "--local-directory", str(tmp_path / "worker")],
+                cwd=tmp_path / "worker",
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        # the worker must have joined, or the job would wait for one
+        with Client(scheduler_file=str(sched_file), timeout=60) as probe:
+            probe.wait_for_workers(1, timeout=60)
+            address = probe.scheduler.address
+        out = tmp_path / "out"
+        argv = ["ale", "--sample", "pain", "--n-iters", "20", "--random-state", "3"]
+        argv += ["--output-dir", str(out), "--diagnostics", "none", "--no-report"]
+        assert main([*argv, "--scheduler-file", str(sched_file)]) == 0
+        err = capsys.readouterr().err
+        assert f"dask: {address}, 1 threads" in err
+        assert "install the same versions" not in err  # client, scheduler, worker all match
+        assert address.startswith("tcp://127.0.0.1:")
+        # the same numbers as on the local cluster (the null does not depend on the cluster)
+        local = tmp_path / "local"
+        argv[argv.index(str(out))] = str(local)
+        assert main([*argv, "--n-workers", "1"]) == 0
+        name = "z_desc-size_level-cluster_corr-FWE_method-montecarlo.nii.gz"
+        np.testing.assert_array_equal(
+            np.asarray(nib.load(out / name).dataobj), np.asarray(nib.load(local / name).dataobj)
+        )
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in reversed(procs):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def test_verbose_configures_debug_logging_and_default_is_info(tmp_path, capsys, monkeypatch):
+    import importlib
+    import logging
+
+    logger = logging.getLogger("nimare_dask")
+    handlers, level = list(logger.handlers), logger.level
+    sample = _sample_path("pain")
+    assert main(["convert", sample, "-o", str(tmp_path / "a.json"), "--verbose"]) == 0
+    err = capsys.readouterr().err
+    assert "DEBUG nimare_dask.cli: nimare_dask " in err and "'command': 'convert'" in err
+    assert main(["convert", sample, "-o", str(tmp_path / "b.json")]) == 0
+    assert "DEBUG" not in capsys.readouterr().err
+
+    # info messages of the package are shown by default, one line each; debug ones are not
+    def emits_info(args):
+        logging.getLogger("nimare_dask.meta.test").info("hello %s", "there")
+        logging.getLogger("nimare_dask.meta.test").debug("hidden")
+        return 0
+
+    monkeypatch.setattr(importlib.import_module("nimare_dask.cli.convert"), "run", emits_info)
+    assert main(["convert", sample, "-o", "x.json"]) == 0
+    err = capsys.readouterr().err
+    assert "info: hello there" in err and "hidden" not in err
+    assert main(["convert", sample, "-o", "x.json", "--verbose"]) == 0
+    assert "DEBUG nimare_dask.meta.test: hidden" in capsys.readouterr().err
+    # main() undoes its logging set-up (it also runs in-process)
+    assert logger.handlers == handlers and logger.level == level
+
+
+def test_storage_options_parse_and_reach_fsspec(tmp_path, capsys, monkeypatch):
+    from nimare_dask.cli.inputs import parse_storage_options
+
+    opts = parse_storage_options(
+        ["anon=true", "client_kwargs.endpoint_url=http://minio:9000", "block_size=1024", "p=x"]
+    )
+    assert opts == {
+        "anon": True,
+        "client_kwargs": {"endpoint_url": "http://minio:9000"},
+        "block_size": 1024,
+        "p": "x",
+    }
+    # a real fsspec URL round trip, with the options passed through as storage_options
+    import nimare_dask
+    from nimare_dask.studyset import Studyset
+
+    seen = []
+    for owner, name in ((nimare_dask, "open_studyset"), (Studyset, "to_zarr")):
+        original = getattr(owner, name)
+
+        def spy(*args, _original=original, _name=name, **kwargs):
+            seen.append((_name, kwargs))
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, spy)
+    url = f"memory://cli-{tmp_path.name}/pain.zarr"
+    opt = ["--storage-option", "skip_instance_cache=true"]
+    assert main(["convert", _sample_path("pain"), "-o", url, *opt]) == 0
+    assert main(["convert", url, "-o", str(tmp_path / "pain.json"), *opt]) == 0
+    assert len(json.loads((tmp_path / "pain.json").read_text())["studies"]) == 21
+    assert seen == [
+        ("to_zarr", {"overwrite": False, "skip_instance_cache": True}),
+        ("open_studyset", {"skip_instance_cache": True}),
+    ]

@@ -7,6 +7,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from nimare_dask.cli.cluster import add_cluster_arguments
+
 SAMPLES = {"pain": "pain_sleuth.txt"}
 
 
@@ -32,12 +34,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--v-thr", type=float, default=0.001, help="cluster-forming threshold, uncorrected p"
     )
-    p.add_argument("--fwhm", type=float, default=None, help="fixed kernel FWHM in mm")
+    p.add_argument(
+        "--fwhm",
+        type=float,
+        default=None,
+        help="fixed kernel FWHM in mm, > 0 (default: from each experiment's sample size)",
+    )
     p.add_argument("--output-dir", default="nimare_dask_output", help="output folder")
     p.add_argument("--prefix", default="", help="file-name prefix")
     p.add_argument("--random-state", type=int, default=None, help="seed (reproducible runs)")
-    p.add_argument("--scheduler", default=None, help="address of an existing Dask scheduler")
-    p.add_argument("--n-workers", type=int, default=None, help="local threads (default: all)")
     p.add_argument(
         "--diagnostics",
         choices=["jackknife", "focuscounter", "none"],
@@ -53,6 +58,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="with --file2: also GingerALE's contrast (restricted to significant main effects) "
         "and the conjunction map",
     )
+    add_cluster_arguments(p)
     return p
 
 
@@ -62,7 +68,7 @@ def _sample_path(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nimare_dask.cli.cluster import dask_client
+    from nimare_dask.cli.cluster import cluster_options, dask_client
     from nimare_dask.io import read_sleuth
     from nimare_dask.workflows.cbma import ale_contrast_workflow, ale_workflow
 
@@ -75,8 +81,14 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--n-iters must be positive, got {args.n_iters}")
     if not 0 < args.v_thr < 1:
         raise ValueError(f"--v-thr must be a p-value in (0, 1), got {args.v_thr}")
+    if args.fwhm is not None and not args.fwhm > 0:
+        raise ValueError(
+            f"--fwhm must be a positive width in mm, got {args.fwhm}; leave it out to derive "
+            "each experiment's kernel from its sample size"
+        )
     if args.gingerale_contrast and not args.file2:
         raise ValueError("--gingerale-contrast needs --file2")
+    cluster = cluster_options(args)
     ss1 = read_sleuth(files if len(files) > 1 else files[0])
     ss2 = None
     if args.file2:
@@ -95,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "prefix": args.prefix,
         "report": args.report,
     }
-    with dask_client(args.scheduler, args.n_workers):
+    with dask_client(**cluster):
         if ss2 is None:
             out = ale_workflow(ss1, **common)
         else:

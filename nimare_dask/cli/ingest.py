@@ -7,6 +7,8 @@ import os
 import time
 from pathlib import Path
 
+from nimare_dask.cli.inputs import add_storage_option_argument
+
 DATABASES = {
     "neurosynth": {"version": "7", "vocab": "LDA50", "source": "abstract", "type": None},
     "neuroquery": {
@@ -45,7 +47,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--vocab", default=None, help="feature vocabulary (e.g. LDA50, terms)")
     p.add_argument("--source", default=None, help="feature source (abstract, title, keywords)")
     p.add_argument("--type", dest="feature_type", default=None, help="feature type (weight, count)")
-    p.add_argument("--tfidf", action="store_true", help="NeuroQuery: TF-IDF from the raw counts")
+    p.add_argument(
+        "--tfidf",
+        action="store_true",
+        help="NeuroQuery only: TF-IDF from the raw counts (Neurosynth's 'terms' vocabulary "
+        "already is TF-IDF)",
+    )
     p.add_argument("--data-dir", default=None, help="where release files are cached")
     p.add_argument(
         "--base-url",
@@ -56,12 +63,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "-o", "--output", default=None, help="store path or fsspec URL (default: storage/<db>.zarr)"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    add_storage_option_argument(p, "the output store")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from nimare_dask import datasets, io
+    from nimare_dask.cli.inputs import storage_options
 
+    if args.tfidf and args.database != "neuroquery":
+        raise ValueError(
+            f"--tfidf converts NeuroQuery's count matrices; {args.database} releases have no "
+            "counts (its 'terms' vocabulary is already TF-IDF: --vocab terms)"
+        )
+    store_opts = storage_options(args, args.output)
     opts = dict(DATABASES[args.database])
     for key, val in (
         ("version", args.db_version),
@@ -91,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.output or str(
         default_storage_dir() / f"{args.database}-v{opts['version']}-{opts['vocab']}.zarr"
     )
-    ss.to_zarr(out, overwrite=args.overwrite)
+    ss.to_zarr(out, overwrite=args.overwrite, **store_opts)
     print(f"{ss}")
     print(f"store written to {out} in {time.perf_counter() - t0:.1f} s")
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from nimare_dask.cli.inputs import add_storage_option_argument
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser(
@@ -25,24 +27,26 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--focuscounter", action="store_true", help="count foci instead")
     p.add_argument("--output-dir", default=".", help="where the tables go")
     p.add_argument("--prefix", default="", help="file-name prefix")
+    add_storage_option_argument(p, "the result or studyset store")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from nimare_dask.cli.inputs import load_studyset
+    from nimare_dask.cli.inputs import load_studyset, storage_options
     from nimare_dask.diagnostics import FocusCounter, Jackknife
     from nimare_dask.results import open_result
 
-    result = open_result(args.result)
+    opts = storage_options(args, args.result, args.studyset)
+    result = open_result(args.result, **(opts if "://" in args.result else {}))
     if args.target_image not in result.maps:
         raise ValueError(
             f"{args.result} has no map {args.target_image!r}; maps: {sorted(result.maps)}"
         )
     if result.estimator is None:
         result.estimator = _rebuild_estimator(result.estimator_info)
-    ss = load_studyset(args.studyset)
+    ss = load_studyset(args.studyset, opts)
     cls = FocusCounter if args.focuscounter else Jackknife
     diag = cls(target_image=args.target_image, target_threshold=args.threshold)
     out = diag.transform(result, studyset=ss)
