@@ -132,3 +132,47 @@ def test_unpublished_or_foreign_stores_refuse_to_open(tmp_path, pain_studyset):
         open_studyset(loc)
     with pytest.raises(StoreError, match="no nimare_dask.studyset store"):
         open_studyset(tmp_path / "missing.zarr")
+
+
+class CountingScheduler:
+    """Counts the computes (as xarray's tests do) and the tasks each one ran."""
+
+    def __init__(self):
+        self.calls = 0
+        self.tasks: list[int] = []
+
+    def __call__(self, dsk, keys, **kwargs):
+        import dask
+
+        self.calls += 1
+        graph = dsk.__dask_graph__() if hasattr(dsk, "__dask_graph__") else dsk
+        self.tasks.append(len(graph))
+        return dask.get(dsk, keys, **kwargs)
+
+
+def test_open_and_select_compute_nothing_beyond_what_they_need(tmp_path, nimare_resources):
+    import dask
+
+    from nimare_dask.workflows import amygdala_roi
+
+    ss = Studyset(nimare_resources / "neurosynth_laird_studyset.json")
+    ss.to_zarr(tmp_path / "laird.zarr")
+    n_labels = len(ss.labels)
+    counter = CountingScheduler()
+    with dask.config.set(scheduler=counter):
+        back = open_studyset(tmp_path / "laird.zarr", chunks={"analysis": 10, "label": 1})
+        assert back._points_src is not None and callable(back._points_src)  # foci not read yet
+        ids = back.get_studies_by_mask(amygdala_roi())
+        back.slice(ids)
+        back.get_studies_by_coordinate([[-24, -4, -18]], r=12)
+        assert counter.calls == 0  # opening and selecting by coordinates compute nothing
+        assert back.annotation_matrix.values.chunksize == (10, 1)  # the chunks asked for
+        label = back.labels[3]
+        hits = back.get_studies_by_label(label, label_threshold=0.001)
+    assert hits == ss.get_studies_by_label(label, label_threshold=0.001)
+    assert ids == ss.get_studies_by_mask(amygdala_roi())
+    # one compute, over that label's column only: a chunk per 10 analyses (a read and a select
+    # each, plus the concatenation), not the whole matrix
+    assert counter.calls == 1
+    n_chunks = -(-len(ss) // 10)
+    assert counter.tasks[0] <= 2 * n_chunks + 5 < n_labels * n_chunks
