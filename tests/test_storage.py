@@ -169,40 +169,15 @@ def test_bad_locations_give_one_clear_error(s3_server, s3_bucket, pain_studyset)
 
 
 def test_wrong_credentials_give_one_clear_error(tmp_path, pain_studyset):
-    # a second S3 server that checks credentials (moto's IAM auth from the first request on)
-    from _services import HOST, S3Server, _env, _stop, _wait, free_port
+    # a second S3 server that checks credentials from the first request on
+    from nimare_dask.testing import s3_server
 
-    port = free_port()
-    log = tmp_path / "moto-auth.log"
-    env = _env()
-    env["INITIAL_NO_AUTH_ACTION_COUNT"] = "0"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(port)],
-            cwd=tmp_path,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        import socket
-
-        def up() -> bool:
-            try:
-                with socket.create_connection((HOST, port), timeout=0.2):
-                    return True
-            except OSError:
-                return False
-
-        _wait(up, 60, "the authenticating moto server", proc, log)
-        server = S3Server(f"http://{HOST}:{port}", proc)
+    with s3_server(tmp_path, auth=True) as server:
         opts = server.storage_options(key="AKIAWRONGWRONGWRONG", secret="nope")
         with pytest.raises(StudysetStoreError, match=r"s3://bucket/p\.zarr.*failed"):
             pain_studyset.to_zarr("s3://bucket/p.zarr", storage_options=opts)
         with pytest.raises(StudysetStoreError, match=r"s3://bucket/p\.zarr.*failed"):
             open_studyset("s3://bucket/p.zarr", storage_options=opts)
-    finally:
-        _stop(proc)
 
 
 # ----------------------------------------------------------------------- killed writers
