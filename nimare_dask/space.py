@@ -13,6 +13,9 @@ coordinates are converted with Lancaster's ``icbm_other`` transform.
 from __future__ import annotations
 
 import hashlib
+import threading
+import zlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -465,10 +468,78 @@ class Grid:
     def __repr__(self) -> str:
         return f"Grid(name={self.name!r}, shape={self.shape}, n_voxels={self.n_voxels})"
 
+    # ------------------------------------------------------------------ pickling
+    def __reduce__(self):
+        """Pickle the definition only, never the caches (rebuilt lazily where it lands).
+
+        A shipped template pickles to its name (a few dozen bytes); any other grid to its
+        packed, zlib-compressed mask, its affine and name (a few kB for a brain mask). Both
+        unpickle through a per-process registry, so a Dask worker that receives the grid with
+        every task builds it, and its lookup tables, once.
+        """
+        if self.name in _TEMPLATES and self.is_builtin():
+            return (_builtin_grid, (self.name,))
+        _register(self)
+        packed = zlib.compress(np.packbits(self.mask, axis=None).tobytes(), 6)
+        affine = tuple(float(v) for v in self.affine.ravel())
+        return (_custom_grid, (packed, self.shape, affine, self.name, self.fingerprint))
+
+    def __copy__(self) -> Grid:
+        return self  # immutable (read-only arrays): copies share the instance and its caches
+
+    def __deepcopy__(self, memo) -> Grid:
+        return self
+
+    def __dask_tokenize__(self):
+        return ("nimare_dask.space.Grid", self.name, self.fingerprint)
+
+    def is_builtin(self) -> bool:
+        """True if this grid is (equal to) the shipped template of its name."""
+        if self.name not in _TEMPLATES:
+            return False
+        builtin = _builtin_grid(self.name)
+        return self is builtin or self.fingerprint == builtin.fingerprint
+
 
 @cache
 def _builtin_grid(name: str) -> Grid:
     return Grid.from_mask(load_template(name, "mask"), name=name)
+
+
+#: Custom grids unpickled (or pickled) in this process, by fingerprint: one instance each, so
+#: its caches are built once per process however many tasks carry it.
+_REGISTRY: OrderedDict[tuple[str, str], Grid] = OrderedDict()
+_REGISTRY_SIZE = 8
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _register(grid: Grid) -> Grid:
+    """The registered grid with this definition (``grid`` itself when it is new)."""
+    key = (grid.fingerprint, grid.name)
+    with _REGISTRY_LOCK:
+        found = _REGISTRY.get(key)
+        if found is None:
+            _REGISTRY[key] = found = grid
+            while len(_REGISTRY) > _REGISTRY_SIZE:
+                _REGISTRY.popitem(last=False)
+        else:
+            _REGISTRY.move_to_end(key)
+        return found
+
+
+def _custom_grid(packed: bytes, shape, affine, name: str, fingerprint: str) -> Grid:
+    """Unpickle a custom grid (see :meth:`Grid.__reduce__`)."""
+    with _REGISTRY_LOCK:
+        found = _REGISTRY.get((fingerprint, name))
+    if found is not None:
+        return found
+    shape = tuple(int(s) for s in shape)
+    bits = np.frombuffer(zlib.decompress(packed), dtype=np.uint8)
+    mask = np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape).astype(bool)
+    grid = Grid(mask=mask, affine=np.asarray(affine, dtype=float).reshape(4, 4), name=name)
+    if grid.fingerprint != fingerprint:
+        raise ValueError(f"unpickled grid {name!r} does not match its fingerprint")
+    return _register(grid)
 
 
 def get_grid(target: str | Grid | nib.Nifti1Image | Path | None = None) -> Grid:

@@ -1,5 +1,7 @@
 """The voxel grid and MNI/TAL transforms against NiMARE 0.22.1 and hand-derived values."""
 
+import pickle
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -148,3 +150,87 @@ def test_gm_coverage_matches_nimare():
     np.testing.assert_array_equal(grid.coverage("brain"), np.arange(grid.n_voxels))
     with pytest.raises(ValueError, match="mask_coverage"):
         grid.coverage("wm")
+
+
+# ---------------------------------------------------------------------------- pickling
+def _warm(grid: Grid) -> None:
+    from nimare_dask.stats.clusters import neighbours
+
+    neighbours(grid)
+    grid.flat_lookup, grid.column_segments, grid.voxel_ijk, grid.coverage("brain")
+
+
+def _ring_grid(name: str = "ring") -> Grid:
+    mask = np.zeros((30, 31, 32), dtype=bool)
+    mask[5:25, 6:26, 4:28] = True
+    mask[12:18, 12:18, 10:20] = False
+    return Grid(mask=mask, affine=np.diag([3.0, 3.0, 3.0, 1.0]), name=name)
+
+
+def test_builtin_grid_pickles_to_its_name_not_its_caches():
+    """A grid with its neighbour table cached pickled to 13 MB (every task that held it)."""
+    import copy
+
+    from dask.base import tokenize
+
+    grid = get_grid()
+    _warm(grid)
+    data = pickle.dumps(grid)
+    assert len(data) < 10_000
+    assert pickle.loads(data) is grid  # the process's one instance, caches warm
+    assert copy.deepcopy(grid) is grid
+    assert tokenize(grid) == tokenize(pickle.loads(data))
+    assert len(pickle.dumps(get_grid("mni152_1mm"))) < 10_000
+
+
+def test_custom_grid_round_trips_with_lazy_caches():
+    from nimare_dask import space
+    from nimare_dask.stats.clusters import neighbours
+
+    grid = _ring_grid()
+    _warm(grid)
+    data = pickle.dumps(grid)
+    assert len(data) < 10_000  # the packed, compressed mask and the affine
+    assert pickle.loads(data) is grid  # registered when pickled in this process
+    space._REGISTRY.clear()  # as in a worker process that never saw it
+    back = pickle.loads(data)
+    assert back is not grid and pickle.loads(data) is back  # one instance per process
+    assert set(back._cache) <= {"fingerprint"}  # nothing shipped but the definition
+    assert back.fingerprint == grid.fingerprint and back.same_as(grid)
+    assert back.name == "ring" and back.shape == grid.shape and back.n_voxels == grid.n_voxels
+    np.testing.assert_array_equal(back.mask, grid.mask)
+    np.testing.assert_array_equal(back.affine, grid.affine)
+    # cached properties rebuilt on use
+    np.testing.assert_array_equal(back.flat_lookup, grid.flat_lookup)
+    np.testing.assert_array_equal(back.voxel_ijk, grid.voxel_ijk)
+    for a, b in zip(back.column_segments, grid.column_segments, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(neighbours(back), neighbours(grid))
+    xyz = grid.voxel_xyz[::97]
+    np.testing.assert_array_equal(back.mm_to_voxel(xyz), grid.mm_to_voxel(xyz))
+
+
+def test_a_custom_mask_named_like_a_template_is_not_the_template():
+    builtin = get_grid()
+    mask = builtin.mask.copy()
+    mask[45, 60, 40] = not mask[45, 60, 40]
+    other = Grid(mask=mask, affine=builtin.affine, name="mni152_2mm")
+    back = pickle.loads(pickle.dumps(other))
+    assert back is not builtin and back.fingerprint == other.fingerprint != builtin.fingerprint
+
+
+def test_unpickling_in_a_fresh_process_builds_each_grid_once():
+    import subprocess
+    import sys
+
+    payload = pickle.dumps([get_grid(), _ring_grid("fresh"), get_grid(), _ring_grid("fresh")])
+    code = (
+        "import pickle, sys\n"
+        "a = pickle.loads(sys.stdin.buffer.read())\n"
+        "b = pickle.loads(pickle.dumps(a))\n"
+        "print(a[0] is a[2] is b[0], a[1] is a[3] is b[1], a[1].n_voxels, a[0].n_voxels)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=payload, capture_output=True, check=True
+    )
+    assert out.stdout.decode().split() == ["True", "True", str(_ring_grid().n_voxels), "228483"]

@@ -12,7 +12,10 @@ The Dask graph (task names as they appear on the dashboard):
 ``decode-ma``
     one task per chunk of analyses: the chunk's MA maps from its foci (numba, via the kernel's
     :meth:`~nimare_dask.kernels.KernelTransformer.csr_block`), kept only as the sparsity
-    pattern, split by voxel chunk (2-byte voxel offsets).
+    pattern, split by voxel chunk (2-byte voxel offsets). The foci are not in the graph: each
+    task reads its own slice from the studyset's store, or, without a store, from one table
+    shared by all the tasks (:func:`~nimare_dask.kernels.foci.foci_blocks`; scattered to the
+    cluster under ``distributed``, as are the labels).
 ``decode-counts``
     one task per voxel chunk: ``A @ M[:, chunk]`` as a sparse scatter-add over every analysis's
     features x active voxels, plus the number of active analyses per voxel (int32).
@@ -57,6 +60,7 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 from numba import njit
 
+from nimare_dask.kernels.foci import foci_blocks, shared
 from nimare_dask.meta.base import compute
 from nimare_dask.results import MetaResult
 from nimare_dask.space import Grid
@@ -234,9 +238,9 @@ class _MAContext:
         self.n_chunks = n_chunks
 
 
-def _ma_task(ctx: _MAContext, ijk, rows, n_rows, sample_sizes):
-    ijk = ijk.astype(np.int64)
-    csr = ctx.kernel.csr_block(ijk, rows.astype(np.int64), n_rows, ctx.grid, sample_sizes)
+def _ma_task(ctx: _MAContext, block):
+    ijk, rows, n_rows, sample_sizes = block  # from foci_blocks: the store or a shared table
+    csr = ctx.kernel.csr_block(ijk, rows, n_rows, ctx.grid, sample_sizes)
     indptr = np.asarray(csr.indptr, dtype=np.int64)
     indices = np.asarray(csr.indices, dtype=np.int32)
     del csr
@@ -254,13 +258,23 @@ def _coverage_task(*mas) -> np.ndarray:
 
 
 class _Labels:
-    """Per-analysis feature lists (CSR of analyses x features), shared by the count tasks."""
+    """Per-analysis feature lists (CSR of analyses x features), shared by the count tasks.
+
+    One graph key (scattered to the cluster under ``distributed``): it grows with the
+    database and the vocabulary.
+    """
 
     def __init__(self, indicator: sp.csr_matrix):
         ind = sp.csr_matrix(indicator)
         self.indptr = np.asarray(ind.indptr, dtype=np.int64)
-        self.indices = np.asarray(ind.indices, dtype=np.int64)
+        self.indices = np.asarray(ind.indices, dtype=np.int32)
+        self.shape = (int(ind.shape[0]), int(ind.shape[1]))
         self.n_features = int(ind.shape[1])
+
+    def indicator(self) -> sp.csr_matrix:
+        """The (analyses x features) indicator, int8 ones."""
+        data = np.ones(len(self.indices), dtype=np.int8)
+        return sp.csr_matrix((data, self.indices, self.indptr), shape=self.shape)
 
 
 def _counts_task(labels: _Labels, width: int, row0s: tuple, *pieces):
@@ -286,9 +300,9 @@ class _MapSpec:
     extra: dict = field(default_factory=dict)
 
 
-def _nulls_task(spec: _MapSpec, indicator: sp.csr_matrix, coverage: np.ndarray) -> dict:
+def _nulls_task(spec: _MapSpec, labels: _Labels, coverage: np.ndarray) -> dict:
     """Uniformity expectations or MKDADensity null tables from the analyses' coverage."""
-    ind = sp.csc_matrix(indicator, dtype=np.int64)
+    ind = sp.csc_matrix(labels.indicator(), dtype=np.int64)
     sel_cov = np.asarray(ind.T @ coverage, dtype=np.int64).ravel()
     out: dict[str, Any] = {}
     if spec.kind == "pairwise":
@@ -502,26 +516,15 @@ def blocked_feature_maps(
     counts_name = f"decode-counts-{token}"
     maps_name = f"decode-zmaps-{token}"
     ctx_key = f"decode-context-{token}"
-    lab_key = f"decode-labels-{token}"
-    dsk: dict = {
-        ctx_key: _MAContext(kernel, grid, width, n_vchunks),
-        lab_key: _Labels(indicator),
-    }
-    ijk = studyset.ijk(grid)
-    offsets = studyset.focus_offsets()
-    focus_rows = studyset.focus_rows()
-    sizes = studyset.sample_sizes
-    for i, (a, b) in enumerate(zip(abounds[:-1], abounds[1:], strict=True)):
-        f0, f1 = offsets[a], offsets[b]
-        dsk[(ma_name, i)] = (
-            _ma_task,
-            ctx_key,
-            # int32 keeps the graph small (grid indices; the kernel widens them)
-            np.ascontiguousarray(ijk[f0:f1], dtype=np.int32),
-            (focus_rows[f0:f1] - a).astype(np.int32),
-            int(b - a),
-            sizes[a:b].copy(),
-        )
+    dsk: dict = {ctx_key: _MAContext(kernel, grid, width, n_vchunks)}
+    # neither the foci nor the labels are copied into the tasks: each decode-ma task reads its
+    # foci from the studyset's store (or from one table shared by all of them), and the labels
+    # are one key (scattered to the cluster under distributed)
+    blocks = foci_blocks(studyset, abounds, "decode-ma", grid)
+    labels = shared(_Labels(indicator), "decode-labels", token)
+    lab_key = labels.key
+    for i, block in enumerate(blocks):
+        dsk[(ma_name, i)] = (_ma_task, ctx_key, block.key)
         for j in range(n_vchunks):
             dsk[(f"{ma_name}-piece", i, j)] = (_ma_piece, (ma_name, i), j)
     n_achunks = len(abounds) - 1
@@ -552,10 +555,10 @@ def blocked_feature_maps(
         cov_key = f"decode-coverage-{token}"
         dsk[cov_key] = (_coverage_task, *[(ma_name, i) for i in range(n_achunks)])
         extra_key = f"decode-nulls-{token}"
-        dsk[extra_key] = (_nulls_task, spec_key, indicator, cov_key)
+        dsk[extra_key] = (_nulls_task, spec_key, lab_key, cov_key)
     for j in range(n_vchunks):
         dsk[(maps_name, 0, j)] = (_maps_task, spec_key, (counts_name, j), extra_key)
-    graph = HighLevelGraph.from_collections(maps_name, dsk, dependencies=())
+    graph = HighLevelGraph.from_collections(maps_name, dsk, dependencies=(*blocks, labels))
     vchunks = tuple(vbounds[j + 1] - vbounds[j] for j in range(n_vchunks))
     return da.Array(graph, maps_name, chunks=((n_feat,), vchunks), dtype=np.float32)
 
@@ -576,8 +579,8 @@ def _as_values(img, grid: Grid) -> np.ndarray:
     return values.astype(np.float64)
 
 
-def _moments_task(block, xc):
-    return _row_moments(np.ascontiguousarray(block), xc)
+def _moments_task(block, xc, v0: int, v1: int):
+    return _row_moments(np.ascontiguousarray(block), np.ascontiguousarray(xc[v0:v1]))
 
 
 def _pearson_task(width_list: tuple, norm_x: float, *parts) -> np.ndarray:
@@ -709,16 +712,19 @@ class FeatureMaps:
         norm_x = float(np.sqrt(np.dot(xc, xc)))
         arr = self.maps.data
         if not isinstance(arr, da.Array):
-            arr = da.from_array(np.asarray(arr), chunks=(-1, 32768))
+            arr = _shared_array(np.asarray(arr), "decode-maps", 32768)
         token = tokenize(arr.name, x)
         name = f"decode-correlate-{token}"
         comb = f"decode-pearson-{token}"
         vstarts = np.concatenate([[0], np.cumsum(arr.chunks[1])])
+        # the centred image enters the graph once (scattered under distributed), not once per
+        # block of maps
+        xkey = shared(xc, "decode-image", token)
         dsk: dict = {}
         for a in range(len(arr.chunks[0])):
             for b in range(len(arr.chunks[1])):
-                xs = xc[vstarts[b] : vstarts[b + 1]].copy()
-                dsk[(name, a, b)] = (_moments_task, (arr.name, a, b), xs)
+                v0, v1 = int(vstarts[b]), int(vstarts[b + 1])
+                dsk[(name, a, b)] = (_moments_task, (arr.name, a, b), xkey.key, v0, v1)
             dsk[(f"{comb}-part", a)] = (
                 _pearson_task,
                 tuple(int(w) for w in arr.chunks[1]),
@@ -726,10 +732,36 @@ class FeatureMaps:
                 *[(name, a, b) for b in range(len(arr.chunks[1]))],
             )
         dsk[comb] = (_concat, [(f"{comb}-part", a) for a in range(len(arr.chunks[0]))])
-        graph = HighLevelGraph.from_collections(comb, dsk, dependencies=(arr,))
+        graph = HighLevelGraph.from_collections(comb, dsk, dependencies=(arr, xkey))
         (r,) = compute(Delayed(comb, graph), n_cores=n_cores)
         out = pd.DataFrame({"r": r}, index=pd.Index(self.features, name="feature"))
         return out
+
+
+def _columns(values: np.ndarray, v0: int, v1: int) -> np.ndarray:
+    return values[:, v0:v1]
+
+
+def _shared_array(values: np.ndarray, name: str, width: int) -> da.Array:
+    """A 2-D array as a dask array chunked along columns, held in the graph once.
+
+    Unlike :func:`dask.array.from_array`, the blocks are slices of one key (scattered to the
+    cluster under distributed): the graph does not grow with the array.
+    """
+    token = tokenize(values)
+    held = shared(values, f"{name}-values", token)
+    n_rows, n_cols = values.shape
+    bounds = list(range(0, n_cols, width)) + [n_cols]
+    if n_cols == 0:
+        bounds = [0, 0]
+    key = f"{name}-{token}"
+    dsk = {
+        (key, 0, j): (_columns, held.key, int(v0), int(v1))
+        for j, (v0, v1) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
+    }
+    graph = HighLevelGraph.from_collections(key, dsk, dependencies=(held,))
+    chunks = ((n_rows,), tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)))
+    return da.Array(graph, key, chunks=chunks, dtype=values.dtype)
 
 
 def _concat(parts) -> np.ndarray:

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from dask.base import tokenize
 
 from nimare_dask.diagnostics.base import Diagnostics, TailContext
+from nimare_dask.kernels.foci import foci_blocks, shared
 from nimare_dask.meta.base import compute
 from nimare_dask.meta.cbma import ALE, KDA, SCALE, ALESubtraction, MKDAChi2, MKDADensity
 from nimare_dask.results import MetaResult
@@ -113,6 +114,16 @@ def _jackknife_block(sums, other, block, ctx: _BlockContext) -> np.ndarray:
     return _summarise(values, ctx.full, ctx.summary)
 
 
+def _take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return np.asarray(values)[index]
+
+
+def _at_vox(values: np.ndarray, ctx: _BlockContext, transform=None) -> np.ndarray:
+    """``values`` (a whole-grid map) at the context's voxels, optionally transformed."""
+    out = np.asarray(values)[ctx.vox]
+    return out if transform is None else transform(out)
+
+
 def _summarise(values: np.ndarray, full: np.ndarray, summary: sp.csr_matrix) -> np.ndarray:
     """``mean over cluster voxels of 1 - values / full`` (float32 ratios, NaN -> 0)."""
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -135,26 +146,15 @@ def _summary_matrix(vox: np.ndarray, groups: list[np.ndarray]) -> sp.csr_matrix:
     )
 
 
-def _blocks(ss: Studyset, n_vox_sel: int) -> list[tuple]:
-    """(ijk, local rows, n_rows, sample sizes) per chunk of analyses."""
+def _blocks(ss: Studyset, n_vox_sel: int) -> list:
+    """Lazy (ijk, local rows, n_rows, sample sizes) per chunk of analyses.
+
+    The foci come from the studyset's store or one table shared by every task
+    (:func:`~nimare_dask.kernels.foci.foci_blocks`), never copied into the tasks.
+    """
     per = int(max(1, min(512, _BLOCK_ELEMENTS // max(1, n_vox_sel))))
-    ijk = ss.ijk(ss.grid)
-    rows = ss.focus_rows()
-    offsets = ss.focus_offsets()
-    sizes = ss.sample_sizes
-    out = []
-    for a in range(0, len(ss), per):
-        b = min(len(ss), a + per)
-        f0, f1 = offsets[a], offsets[b]
-        out.append(
-            (
-                np.ascontiguousarray(ijk[f0:f1], dtype=np.int64),
-                (rows[f0:f1] - a).astype(np.int64),
-                int(b - a),
-                np.asarray(sizes[a:b], dtype=float),
-            )
-        )
-    return out
+    bounds = np.append(np.arange(0, len(ss), per), len(ss)) if len(ss) else np.zeros(1, int)
+    return foci_blocks(ss, bounds, "jackknife")
 
 
 class Jackknife(Diagnostics):
@@ -227,14 +227,19 @@ class Jackknife(Diagnostics):
             s1, s2 = self._studysets(result, *self._given)
             studysets = {1: s1, 2: s2}
         all_vox = np.unique(np.concatenate([np.flatnonzero(ctx.labels > 0) for ctx in contexts]))
-        lazy_sums = {g: kernel.reduce(ss, how).data[all_vox] for g, ss in studysets.items()}
+        # voxel indices travel as shared keys (scattered under distributed), never as literal
+        # fancy indices in the graph: they grow with the clusters
+        full_sums = {g: kernel.reduce(ss, how).data for g, ss in studysets.items()}
+        at_all = shared(all_vox, "jackknife-voxels", tokenize(all_vox))
+        lazy_sums = {
+            g: dask.delayed(_take, pure=True)(full, at_all) for g, full in full_sums.items()
+        }
 
         tasks, plan = [], []
         for group, ks in by_group.items():
             ss = studysets[group]
             col_groups = [g for k in ks for g in contexts[k].voxel_groups]
             vox = np.unique(np.concatenate(col_groups))
-            pos = np.searchsorted(all_vox, vox)
             value, other_key = self._value_rule(rule, group, ss, studysets)
             ctx = _BlockContext(
                 kernel=kernel,
@@ -246,19 +251,18 @@ class Jackknife(Diagnostics):
                 summary=_summary_matrix(vox, col_groups),
             )
             token = tokenize(kernel.cache_key(ss), vox, rule, group, value_map)
-            run = dask.delayed(
-                partial(_jackknife_block, ctx=ctx),
-                pure=True,
-                traverse=False,
-                name=f"jackknife-inputs-{token}",
-            )
-            sums = lazy_sums[group][pos]
+            # the context grows with the clusters' voxels: one key (scattered under
+            # distributed), shared by every task of the group
+            shared_ctx = shared(ctx, "jackknife-inputs", token)
+            run = dask.delayed(_jackknife_block, pure=True)
+            sums = dask.delayed(_at_vox, pure=True)(full_sums[group], shared_ctx)
             other = None
             if other_key is not None:
-                other = dask.delayed(other_key[0], pure=True)(lazy_sums[other_key[1]][pos])
+                other_full = full_sums[other_key[1]]
+                other = dask.delayed(_at_vox, pure=True)(other_full, shared_ctx, other_key[0])
             blocks = _blocks(ss, len(vox))
             tasks.extend(
-                run(sums, other, blk, dask_key_name=f"jackknife-block-{token}-{i}")
+                run(sums, other, blk, shared_ctx, dask_key_name=f"jackknife-block-{token}-{i}")
                 for i, blk in enumerate(blocks)
             )
             plan.append((group, ks, len(blocks), [len(contexts[k].cluster_ids) for k in ks]))

@@ -30,6 +30,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from nimare_dask.kernels import _numba
+from nimare_dask.kernels.foci import foci_blocks
 from nimare_dask.kernels.shapes import KernelBank
 from nimare_dask.space import Grid
 from nimare_dask.studyset.core import Studyset
@@ -131,24 +132,29 @@ class _Context:
         self.kernel = kernel
         self.grid = grid
 
-    def plan(self, ijk, rows, n_rows, sample_sizes, ids):
-        return self.kernel._plan(ijk, rows, n_rows, self.grid, sample_sizes, ids=ids)
+    def plan(self, block):
+        # block: (ijk, rows, n_rows, sample sizes) from :func:`~nimare_dask.kernels.foci.foci_blocks`
+        # (analysis ids are not shipped: missing sample sizes raise before the graph is built)
+        ijk, rows, n_rows, sample_sizes = block
+        return self.kernel._plan(ijk, rows, n_rows, self.grid, sample_sizes)
 
 
-def _dense_task(ctx: _Context, ijk, rows, n_rows, sample_sizes, ids) -> np.ndarray:
-    return ctx.plan(ijk, rows, n_rows, sample_sizes, ids).dense()
+def _dense_task(ctx: _Context, block) -> np.ndarray:
+    return ctx.plan(block).dense()
 
 
-def _reduce_task(ctx: _Context, ijk, rows, n_rows, sample_sizes, ids, how, weights):
-    return ctx.plan(ijk, rows, n_rows, sample_sizes, ids).reduce(how, weights)[None, :]
+def _reduce_task(ctx: _Context, block, how, weights):
+    if weights is None:  # unweighted: not shipped (one float per analysis)
+        weights = np.ones(int(block[2]), dtype=np.float64)
+    return ctx.plan(block).reduce(how, weights)[None, :]
 
 
-def _csr_task(ctx: _Context, ijk, rows, n_rows, sample_sizes, ids) -> sp.csr_matrix:
-    return ctx.plan(ijk, rows, n_rows, sample_sizes, ids).csr()
+def _csr_task(ctx: _Context, block) -> sp.csr_matrix:
+    return ctx.plan(block).csr()
 
 
-def _max_task(ctx: _Context, ijk, rows, n_rows, sample_sizes, ids) -> np.ndarray:
-    return ctx.plan(ijk, rows, n_rows, sample_sizes, ids).row_max()
+def _max_task(ctx: _Context, block) -> np.ndarray:
+    return ctx.plan(block).row_max()
 
 
 def _check_positive(name: str, value, cls: str) -> None:
@@ -518,46 +524,27 @@ class KernelTransformer:
         full, rest = divmod(n, per)
         return (per,) * full + ((rest,) if rest else ())
 
-    def _block_args(self, studyset: Studyset, sizes: tuple[int, ...]):
-        """Per chunk: (ijk, local rows, n_rows, sample sizes, ids) of its foci (eager)."""
-        grid = studyset.grid
-        ijk = studyset.ijk(grid)
-        rows = studyset.focus_rows()
-        offsets = studyset.focus_offsets()
-        ss = studyset.sample_sizes
-        ids = studyset.ids
-        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        out = []
-        for a, b in zip(bounds[:-1], bounds[1:], strict=True):
-            f0, f1 = offsets[a], offsets[b]
-            out.append(
-                (
-                    np.ascontiguousarray(ijk[f0:f1], dtype=np.int64),
-                    (rows[f0:f1] - a).astype(np.int64),
-                    int(b - a),
-                    ss[a:b].copy(),
-                    np.asarray(ids[a:b]),
-                )
-            )
-        return bounds, out
-
     # ------------------------------------------------------------------ lazy graphs
-    def _graph(self, studyset: Studyset, sizes, name: str, task, extra=()):
-        """A layer with one task per chunk, all sharing one context key."""
+    def _graph(self, studyset: Studyset, sizes, name: str, task, extra=()) -> HighLevelGraph:
+        """A layer with one task per chunk, all sharing one context key.
+
+        Each task reads its chunk's foci from a key of :func:`~.foci.foci_blocks` (the store,
+        or one table shared by all tasks): the graph does not grow with the foci.
+        """
         ctx_key = f"{name}-context"
         dsk: dict = {ctx_key: _Context(self._clone(), studyset.grid)}
-        bounds, args = self._block_args(studyset, sizes)
-        for i, (ijk, rows, n_rows, ss, ids) in enumerate(args):
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        blocks = foci_blocks(studyset, bounds, name.rsplit("-", 1)[0])  # name: <prefix>-<token>
+        for i, block in enumerate(blocks):
             extras = tuple(e(bounds[i], bounds[i + 1]) if callable(e) else e for e in extra)
-            dsk[(name, i, 0)] = (task, ctx_key, ijk, rows, n_rows, ss, ids, *extras)
-        return dsk
+            dsk[(name, i, 0)] = (task, ctx_key, block.key, *extras)
+        return HighLevelGraph.from_collections(name, dsk, dependencies=blocks)
 
     def _lazy_dense(self, studyset: Studyset, chunks) -> da.Array:
         sizes = self._chunks(studyset, chunks)
         token = tokenize(self.cache_key(studyset), sizes)
         name = f"ma-maps-{token}"
-        dsk = self._graph(studyset, sizes, name, _dense_task)
-        graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+        graph = self._graph(studyset, sizes, name, _dense_task)
         return da.Array(graph, name, chunks=(sizes, (studyset.grid.n_voxels,)), dtype=np.float32)
 
     def transform(
@@ -670,10 +657,13 @@ class KernelTransformer:
         token = tokenize(self.cache_key(studyset), sizes, how, w)
         name = f"ma-maps-{how}-{token}"
         n_vox = studyset.grid.n_voxels
-        dsk = self._graph(
-            studyset, sizes, name, _reduce_task, extra=(code, lambda a, b: w[a:b].copy())
+        graph = self._graph(
+            studyset,
+            sizes,
+            name,
+            _reduce_task,
+            extra=(code, None if weights is None else (lambda a, b: w[a:b].copy())),
         )
-        graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
         parts = da.Array(graph, name, chunks=((1,) * len(sizes), (n_vox,)), dtype=np.float64)
         total = parts.sum(axis=0, dtype=np.float64, split_every=8)
         attrs = self._attrs(studyset)
@@ -684,9 +674,10 @@ class KernelTransformer:
     def _eager(self, studyset: Studyset, chunks, task, name: str) -> list:
         sizes = self._chunks(studyset, chunks, default=_EAGER_ROWS)
         token = tokenize(self.cache_key(studyset), sizes)
-        dsk = self._graph(studyset, sizes, f"{name}-{token}", task)
-        keys = [k for k in dsk if isinstance(k, tuple)]
-        return _compute(dsk, keys)
+        graph = self._graph(studyset, sizes, f"{name}-{token}", task)
+        layer = f"{name}-{token}"
+        keys = [k for k in graph.layers[layer] if isinstance(k, tuple)]
+        return _compute(graph, keys, layer)
 
     def _eager_csr(self, studyset: Studyset, chunks) -> sp.csr_matrix:
         blocks = self._eager(studyset, chunks, _csr_task, "ma-maps-csr")
@@ -712,11 +703,11 @@ class KernelTransformer:
         return np.concatenate(blocks).astype(np.float32) if blocks else np.zeros(0, np.float32)
 
 
-def _compute(dsk: dict, keys: list) -> list:
+def _compute(graph: HighLevelGraph, keys: list, layer: str) -> list:
     """Compute the keys of a graph on the active scheduler (distributed client or threads)."""
     from dask.delayed import Delayed
 
-    return list(dask.compute(*[Delayed(k, dsk) for k in keys]))
+    return list(dask.compute(*[Delayed(k, graph, layer=layer) for k in keys]))
 
 
 def _csr_from_dense_chunks(arr: da.Array) -> sp.csr_matrix:

@@ -231,7 +231,7 @@ def _ale_chunk(block: np.ndarray, membership: np.ndarray):
     its ALE-grid histogram and maximum."""
     block = np.asarray(block)
     log1m = np.log1p(-block.astype(np.float64))
-    partial = membership @ log1m
+    partial = np.asarray(membership, dtype=np.float64) @ log1m
     counts = ale_study_histograms(block)
     row_max = block.max(axis=1) if block.shape[1] else np.zeros(block.shape[0], np.float32)
     return partial, counts, row_max.astype(np.float32)
@@ -262,7 +262,7 @@ def _shared_ale(studyset: Studyset, selections, estimator, n_cores) -> list[Meta
     parts = [
         dask.delayed(_ale_chunk, pure=True)(
             block,
-            members[:, bounds[i] : bounds[i + 1]],
+            members[:, bounds[i] : bounds[i + 1]] > 0,  # bool: 1 byte per seed and study
             dask_key_name=f"macm-ale-chunk-{token}-{i}",
         )
         for i, block in enumerate(ma.to_delayed().ravel())

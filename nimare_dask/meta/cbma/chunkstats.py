@@ -25,6 +25,7 @@ import numba
 import numpy as np
 from dask.base import tokenize
 
+from nimare_dask.kernels.foci import foci_blocks
 from nimare_dask.stats.nulls import _ALE_INV_STEP_EXACT, _nearest_bins, pad_histograms
 
 __all__ = ["ale_chunk_stats", "chunk_bounds", "coverage", "kda_histograms", "per_chunk"]
@@ -51,6 +52,10 @@ def chunk_bounds(kernel, studyset, chunks=None) -> np.ndarray:
     if per < 1:
         raise ValueError(f"chunks must be a positive number of analyses, got {chunks}")
     return np.unique(np.append(np.arange(0, n, per), n)).astype(np.int64)
+
+
+def _block_task(body, block):
+    return body(*block)
 
 
 def _csr_task(func, kernel, grid, ijk, rows, n_rows, sample_sizes, **kwargs):
@@ -95,31 +100,18 @@ def per_chunk(
     """
     grid = studyset.grid
     bounds = chunk_bounds(kernel, studyset, chunks)
-    ijk = studyset.ijk(grid)
-    rows = studyset.focus_rows()
-    offsets = studyset.focus_offsets()
-    sizes = studyset.sample_sizes
     token = tokenize(kernel.cache_key(studyset), name, bounds, kwargs)
     # the kernel and grid travel in one partial: not traversed, not re-hashed by dask
     body = partial(_csr_task, func) if task is None else task
     task = dask.delayed(
-        partial(body, kernel, grid, **kwargs),
+        partial(_block_task, partial(body, kernel, grid, **kwargs)),
         pure=True,
         traverse=False,
         name=f"{name}-context-{token}",
     )
-    parts = []
-    for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        f0, f1 = offsets[a], offsets[b]
-        parts.append(
-            task(
-                np.ascontiguousarray(ijk[f0:f1], dtype=np.int64),
-                (rows[f0:f1] - a).astype(np.int64),
-                int(b - a),
-                sizes[a:b].copy(),
-                dask_key_name=f"{name}-{token}-{i}",
-            )
-        )
+    # each chunk's foci come from the store or one shared table, not copied into the task
+    blocks = foci_blocks(studyset, bounds, name, grid)
+    parts = [task(block, dask_key_name=f"{name}-{token}-{i}") for i, block in enumerate(blocks)]
     return dask.delayed(combine, pure=True)(parts, dask_key_name=f"{name}-combine-{token}")
 
 

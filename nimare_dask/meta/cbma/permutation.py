@@ -54,11 +54,8 @@ _VOXEL_CHUNK = 4096
 
 
 def _without_grid_caches(obj) -> dict:
-    """Pickled state with the grid's caches dropped (rebuilt where the object lands)."""
-    state = dict(obj.__dict__)
-    g = state["grid"]
-    state["grid"] = Grid(mask=g.mask, affine=g.affine, name=g.name)
-    return state
+    """Pickled state (a :class:`Grid` pickles its definition only, never its caches)."""
+    return dict(obj.__dict__)
 
 
 # ---------------------------------------------------------------------------- pooled maps

@@ -198,8 +198,8 @@ class RandomFociNull:
         state["_nbrs"] = None
         state["_pool"] = None
         state["_ale"] = None
-        # the grid without its caches (lookup tables, neighbours): rebuilt where it lands
-        state["grid"] = Grid(mask=self.grid.mask, affine=self.grid.affine, name=self.grid.name)
+        # the grid pickles its definition only: its caches (lookup tables, neighbours) are
+        # rebuilt where it lands, once per process (nimare_dask.space.Grid.__reduce__)
         return state
 
     def __setstate__(self, state: dict) -> None:
