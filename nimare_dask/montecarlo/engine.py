@@ -29,6 +29,10 @@ Reducer = Literal["concat", "sum"]
 BlockFn = Callable[[int, int, SeedInfo], Mapping[str, Any]]
 
 
+#: Default aimed-for block duration per backend (see ``MonteCarloRun``'s target_block_seconds).
+TARGET_BLOCK_SECONDS = {"threads": 0.5, "distributed": 2.0}
+
+
 def plan_blocks(n_iters: int, block_size: int) -> list[tuple[int, int]]:
     """Split ``[0, n_iters)`` into consecutive ``[start, stop)`` blocks of ``block_size``.
 
@@ -237,8 +241,12 @@ class MonteCarloRun:
         fsspec options for a checkpoint URL.
     n_threads : int, optional
         Threads of the local pool (ignored with a distributed client).
-    target_block_seconds : float
-        Aimed-for duration of one block when calibrating the block size.
+    target_block_seconds : float, optional
+        Aimed-for duration of one block when calibrating the block size. Default: 0.5 s on
+        local threads (a responsive progress bar, little waiting at the end) and 2 s on a
+        ``distributed`` cluster, where every block costs a submit and a result round trip
+        (~6-10 ms measured by ``benchmarks/bench_cluster.py --case tasks``), paid by the client
+        in turn: with 0.5 s blocks that overhead would match the compute beyond ~60 workers.
     """
 
     def __init__(
@@ -258,7 +266,7 @@ class MonteCarloRun:
         inputs_fingerprint: str = "",
         storage_options: dict | None = None,
         n_threads: int | None = None,
-        target_block_seconds: float = 0.5,
+        target_block_seconds: float | None = None,
     ):
         if not callable(block_fn):
             raise TypeError("block_fn must be callable: block_fn(start, stop, seed_info)")
@@ -284,7 +292,11 @@ class MonteCarloRun:
         self.inputs_fingerprint = str(inputs_fingerprint)
         self.storage_options = storage_options
         self.n_threads = n_threads
-        self.target_block_seconds = float(target_block_seconds)
+        if target_block_seconds is not None and not float(target_block_seconds) > 0:
+            raise ValueError(f"target_block_seconds must be positive, got {target_block_seconds}")
+        self.target_block_seconds = (
+            None if target_block_seconds is None else float(target_block_seconds)
+        )
 
     # ------------------------------------------------------------------ helpers
     def _backend(self, seed: SeedInfo):
@@ -312,7 +324,10 @@ class MonteCarloRun:
             outputs.validate(out, s, e)
             per_iter = max(seconds / (e - s), 1e-7)
         cap = max(1, math.ceil(n / (4 * backend.n_slots)))
-        size = int(round(self.target_block_seconds / per_iter))
+        target = self.target_block_seconds
+        if target is None:
+            target = TARGET_BLOCK_SECONDS[backend.kind]
+        size = int(round(target / per_iter))
         return min(max(size, 1), cap)
 
     def _aligned(self, block_size: int, explicit: bool, outputs: _Outputs) -> int:
@@ -516,7 +531,7 @@ def run_blocks(
     inputs_fingerprint: str = "",
     storage_options: dict | None = None,
     n_threads: int | None = None,
-    target_block_seconds: float = 0.5,
+    target_block_seconds: float | None = None,
 ) -> MonteCarloResult:
     """Run ``block_fn`` over ``[0, n_iters)`` in blocks and combine the outputs.
 
