@@ -13,6 +13,10 @@ from nimare_dask.studyset import Studyset
 __all__ = ["save_outputs"]
 
 
+#: How publication tables print floats (p, z, mm, mm3).
+TABLE_FLOAT_FORMAT = "%.6g"
+
+
 def save_outputs(
     result: MetaResult,
     output_dir: str | Path,
@@ -64,7 +68,9 @@ def save_outputs(
     cluster_paths = []
     for name, table in clusters.items():
         path = out / f"{start}{name}_tab-clusters.tsv"
-        table.to_csv(path, sep="\t", index=False)
+        # 6 significant digits: the maps are float32 (~7), so more digits would only print the
+        # float32 -> decimal conversion (0.0001 as 9.999999747378752e-05)
+        table.to_csv(path, sep="\t", index=False, float_format=TABLE_FLOAT_FORMAT)
         cluster_paths.append(path)
     boiler, bib = write_methods(result, out, start, studyset=studyset, studyset2=studyset2)
     report_path = None
