@@ -7,6 +7,10 @@ Cases (each measurement runs in its own fresh subprocess, so peak RSS is per run
 * ``neuroquery``: NeuroQuery v1 (13,459 studies), all 7,547 terms, TF-IDF of the abstract
   counts, frequency threshold 0.001 (every term some abstract uses).
 * ``transform``: decoding one map against every stored NeuroQuery feature map.
+* ``memory``: the path a NiMARE user takes: NeuroQuery v1 read into an in-memory studyset (no
+  store), ``CorrelationDecoder().fit(studyset)`` on all terms (TF-IDF), then ``transform`` of one
+  map, in one process: time of each step and the peak RSS of the whole process (reading the
+  files included). The maps (7 GB) go to a temporary store, not to RAM.
 
 Ours: the studyset is ingested into a Zarr store first (not timed); ``fit`` computes every
 feature map in one blocked pass and writes them into the store; ``transform`` reads them back
@@ -39,7 +43,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = HERE.parents[1] / "shared" / "data"
-CASES = ("neurosynth", "neuroquery", "transform")
+CASES = ("neurosynth", "neuroquery", "transform", "memory")
 NS = "data-neurosynth_version-7_"
 NQ = "data-neuroquery_version-1_"
 
@@ -136,6 +140,34 @@ def _ours_transform(store: Path) -> dict:
         "peak_rss_mb": _peak_rss_mb(),
         "n_features": len(r),
         "r_max": float(r["r"].max()),
+    }
+
+
+def _ours_in_memory(data: Path) -> dict:
+    """NeuroQuery in memory (no store): fit all terms, then transform one map."""
+    from nimare_dask.decode import CorrelationDecoder
+    from nimare_dask.io import convert_neuroquery_to_studyset
+
+    _warm_up()
+    f = _files("neuroquery", data)
+    t0 = time.perf_counter()
+    ann = {"features": str(f["features"]), "vocabulary": str(f["vocabulary"])}
+    ss = convert_neuroquery_to_studyset(f["coordinates"], f["metadata"], ann, tfidf=True)
+    read_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dec = CorrelationDecoder().fit(ss)
+    fit_s = time.perf_counter() - t0
+    img = dec.maps_.get_map(dec.features_[len(dec.features_) // 2])
+    t0 = time.perf_counter()
+    r = dec.transform(img)
+    transform_s = time.perf_counter() - t0
+    return {
+        "seconds": fit_s,
+        "read_s": read_s,
+        "transform_s": transform_s,
+        "peak_rss_mb": _peak_rss_mb(),
+        "n_features": len(r),
+        "maps_lazy": bool(dec.maps_.is_lazy),
     }
 
 
@@ -244,6 +276,8 @@ def _worker(args) -> dict:
         return _ours_fit(args.store)
     if what == "ours-transform":
         return _ours_transform(args.store)
+    if what == "ours-memory":
+        return _ours_in_memory(args.data)
     if what == "nimare-fit":
         return _nimare_fit(db, args.data, args.nimare_features)
     if what == "nimare-transform":
@@ -298,6 +332,22 @@ def main(argv=None) -> int:
     stores = {}
     for case in args.case:
         db = "neurosynth" if case == "neurosynth" else "neuroquery"
+        if case == "memory":
+            ours = _run("ours-memory", db, args, args.workdir / "unused.zarr")
+            if "error" in ours:
+                print(_line(case, "ours", ours))
+                continue
+            print(
+                _line(
+                    case,
+                    "ours",
+                    ours,
+                    f"in-memory studyset (read {ours['read_s']:.1f} s), fit all terms; "
+                    f"transform {ours['transform_s']:.2f} s; peak = whole process; "
+                    f"maps {'in a temporary store' if ours['maps_lazy'] else 'in RAM'}",
+                )
+            )
+            continue
         store = args.workdir / f"{db}.zarr"
         if db not in stores:
             ing = _run("ingest", db, args, store)

@@ -45,6 +45,7 @@ from typing import Any
 
 __all__ = [
     "POINTER",
+    "DerivedArrays",
     "Location",
     "StoreConflictError",
     "StoreError",
@@ -523,6 +524,42 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
+
+
+class DerivedArrays:
+    """Derived arrays (MA maps, decoder maps...) kept under ``<root>/derived/<kind>/<key>``.
+
+    Each entry is a :class:`VersionedStore` of its own. A studyset store keeps its derived
+    arrays this way; so does any folder or URL given for them when there is no studyset store
+    (e.g. a decoder's ``maps_store``), or a temporary folder.
+
+    Parameters
+    ----------
+    root : Location, str or Path
+    storage_options : mapping, optional
+        Used when ``root`` is a string.
+    """
+
+    def __init__(
+        self, root: Location | str | os.PathLike, storage_options: Mapping[str, Any] | None = None
+    ):
+        self.root = root if isinstance(root, Location) else Location(root, storage_options)
+        #: The root's URL or path (as :attr:`StudysetStore.location`).
+        self.location = self.root.url
+
+    def derived(self, kind: str, key: str, format_version: int = 1) -> VersionedStore:
+        """The versioned store of one derived array."""
+        return VersionedStore(
+            self.root.join("derived", kind, key), f"nimare_dask.{kind}", format_version
+        )
+
+    def derived_keys(self, kind: str) -> list[str]:
+        """Keys of the derived arrays of one kind that hold a published version."""
+        folder = self.root.join("derived", kind)
+        return [k for k in folder.list_dirs() if self.derived(kind, k).exists()]
+
+    def __repr__(self) -> str:
+        return f"DerivedArrays({self.location!r})"
 
 
 # ------------------------------------------------------------------------- who writes

@@ -13,6 +13,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import logging
+import shutil
+import tempfile
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 
+from nimare_dask import storage
 from nimare_dask.decode.featuremaps import (
     ALGORITHM_VERSION,
     DENSITY_TARGETS,
@@ -89,6 +93,18 @@ class CorrelationDecoder:
         count/map block and features per stored chunk. Memory per worker thread is about
         ``12 * n_features * voxel`` bytes; the default ``voxel`` keeps one block near 64 MB.
         See :mod:`nimare_dask.decode.featuremaps` for sizing.
+    maps_store : str or Path, optional
+        Where the feature maps go when the studyset has no store of its own: a folder or an
+        fsspec URL (``s3://...``; reachable by the Dask workers, or they are written through
+        the client). Default: maps up to ``in_memory_limit`` bytes stay in memory, larger ones
+        go to a temporary folder removed with the maps. A studyset opened from a store always
+        keeps its maps in that store.
+    storage_options : dict, optional
+        fsspec options for a ``maps_store`` URL.
+    in_memory_limit : int
+        Bytes of maps (``4 * n_features * n_voxels``) kept in memory without a store (default
+        256 MiB: about 290 features on the 2 mm grid). Memory stays bounded by chunk sizes
+        whatever the vocabulary.
 
     Attributes
     ----------
@@ -132,6 +148,9 @@ class CorrelationDecoder:
         target_image: str = "z_desc-association",
         n_cores: int | None = None,
         chunks: dict | None = None,
+        maps_store: str | Path | None = None,
+        storage_options: dict | None = None,
+        in_memory_limit: int = 256 * 2**20,
     ):
         if meta_estimator is None:
             meta_estimator = MKDAChi2()
@@ -147,6 +166,9 @@ class CorrelationDecoder:
         self.target_image = target_image
         self.n_cores = n_cores
         self.chunks = chunks
+        self.maps_store = maps_store
+        self.storage_options = storage_options
+        self.in_memory_limit = in_memory_limit
 
     def get_params(self, deep: bool = True) -> dict:
         """The constructor parameters (scikit-learn style).
@@ -163,6 +185,9 @@ class CorrelationDecoder:
             "target_image": self.target_image,
             "n_cores": self.n_cores,
             "chunks": self.chunks,
+            "maps_store": self.maps_store,
+            "storage_options": self.storage_options,
+            "in_memory_limit": self.in_memory_limit,
         }
 
     def __repr__(self) -> str:
@@ -289,10 +314,14 @@ class CorrelationDecoder:
                 chunks,
                 prior=getattr(est, "prior", None),
             )
+            store, scratch = self._maps_destination(store, len(features), n_vox)
             if store is not None:
-                return write_feature_maps(
+                maps = write_feature_maps(
                     store, key, arr, features, info, n_selected, chunks, n_cores=self.n_cores
                 )
+                if scratch is not None:  # the temporary folder lives as long as the maps
+                    weakref.finalize(maps, shutil.rmtree, scratch, ignore_errors=True)
+                return maps
             (values,) = compute(arr, n_cores=self.n_cores)
             return _in_memory(values, features, ss.grid, info)
         LGR.info(
@@ -301,11 +330,37 @@ class CorrelationDecoder:
             len(features),
         )
         fit_rows = _FeatureLoop(est, ss, indicator, self.target_image, self._is_pairwise)
+        store, scratch = self._maps_destination(store, len(features), n_vox)
         if store is not None:
-            return write_feature_maps(
+            maps = write_feature_maps(
                 store, key, fit_rows, features, info, n_selected, chunks, n_cores=self.n_cores
             )
+            if scratch is not None:
+                weakref.finalize(maps, shutil.rmtree, scratch, ignore_errors=True)
+            return maps
         return _in_memory(fit_rows(0, len(features)), features, ss.grid, info)
+
+    def _maps_destination(self, store, n_features: int, n_voxels: int):
+        """``(store, scratch folder or None)`` for the maps: the studyset's store, the
+        ``maps_store``, a temporary folder when they exceed ``in_memory_limit``, else None
+        (in memory)."""
+        if store is not None:
+            return store, None
+        if self.maps_store is not None:
+            return storage.DerivedArrays(self.maps_store, self.storage_options), None
+        if self.storage_options:
+            raise ValueError("storage_options were given without a maps_store URL to use them")
+        if 4 * n_features * n_voxels <= self.in_memory_limit:
+            return None, None
+        scratch = tempfile.mkdtemp(prefix="nimare_dask-decoder-maps-")
+        LGR.info(
+            "CorrelationDecoder: %d feature maps (%.1f GB) exceed in_memory_limit; writing them "
+            "to the temporary folder %s (pass maps_store= to keep them)",
+            n_features,
+            4 * n_features * n_voxels / 1e9,
+            scratch,
+        )
+        return storage.DerivedArrays(scratch), scratch
 
     # ------------------------------------------------------------------ precomputed maps
     def load_imgs(self, features_imgs, mask=None) -> CorrelationDecoder:
@@ -351,7 +406,13 @@ class CorrelationDecoder:
         return self
 
     @classmethod
-    def from_store(cls, store_or_path, key: str | None = None, **kwargs) -> CorrelationDecoder:
+    def from_store(
+        cls,
+        store_or_path,
+        key: str | None = None,
+        storage_options: dict | None = None,
+        **kwargs,
+    ) -> CorrelationDecoder:
         """A decoder on feature maps a previous fit stored (e.g. a lab's shared store).
 
         Parameters
@@ -361,6 +422,8 @@ class CorrelationDecoder:
         key : str, optional
             Which maps (see :func:`~nimare_dask.decode.list_feature_maps`); optional when the
             store holds one set.
+        storage_options : dict, optional
+            fsspec options for a URL.
         **kwargs
             Constructor arguments (e.g. ``n_cores``).
 
@@ -369,7 +432,7 @@ class CorrelationDecoder:
         CorrelationDecoder
             Ready for :meth:`transform`; maps stay on disk (lazy).
         """
-        maps = open_feature_maps(store_or_path, key)
+        maps = open_feature_maps(store_or_path, key, storage_options=storage_options)
         dec = cls(**kwargs)
         info = maps.info
         dec.target_image = info.get("target_image", dec.target_image)

@@ -29,6 +29,10 @@ from nimare_dask.decode.featuremaps import FeatureMaps, resolve_chunks
 from nimare_dask.meta.base import compute
 from nimare_dask.space import Grid, get_grid
 from nimare_dask.studyset import Studyset, StudysetStore, open_studyset
+from nimare_dask.studyset.store import StoreError
+
+#: Where feature maps can live: a studyset store, or derived arrays under any folder or URL.
+MapsStore = StudysetStore | storage.DerivedArrays
 
 __all__ = [
     "ATTRS_KEY",
@@ -57,7 +61,7 @@ def provenance_key(info: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _read_info(store: StudysetStore, key: str) -> tuple[dict | None, storage.Location | None]:
+def _read_info(store: MapsStore, key: str) -> tuple[dict | None, storage.Location | None]:
     try:
         version, pointer = store.derived(KIND, key).current()
     except storage.StoreError:
@@ -65,7 +69,7 @@ def _read_info(store: StudysetStore, key: str) -> tuple[dict | None, storage.Loc
     return (pointer.get("info") or {}).get(ATTRS_KEY), version
 
 
-def stored_maps(store: StudysetStore, key: str) -> FeatureMaps | None:
+def stored_maps(store: MapsStore, key: str) -> FeatureMaps | None:
     """The published stored maps with this key, or None.
 
     Returns
@@ -99,7 +103,7 @@ def _grid_from_attrs(attrs: dict) -> Grid:
 
 
 def write_feature_maps(
-    store: StudysetStore,
+    store: MapsStore,
     key: str,
     maps,
     features: Sequence[str],
@@ -112,8 +116,9 @@ def write_feature_maps(
 
     Parameters
     ----------
-    store : StudysetStore
-        The studyset's store (``studyset.store``).
+    store : StudysetStore or DerivedArrays
+        The studyset's store (``studyset.store``), or the place given for maps when the
+        studyset has none.
     key : str
         Provenance key (:func:`provenance_key`).
     maps : dask.array.Array, numpy.ndarray or callable
@@ -218,7 +223,7 @@ def _n_voxels_of(maps, info: dict) -> int:
     return int(info["grid"]["n_voxels"])
 
 
-def list_feature_maps(store_or_path) -> pd.DataFrame:
+def list_feature_maps(store_or_path, storage_options: dict | None = None) -> pd.DataFrame:
     """The feature-map sets of a store: key, estimator, target image, features, date.
 
     Parameters
@@ -230,7 +235,7 @@ def list_feature_maps(store_or_path) -> pd.DataFrame:
     pandas.DataFrame
         One row per published set (eager).
     """
-    store = _as_store(store_or_path)
+    store = _as_store(store_or_path, storage_options)
     rows = []
     for name in store.derived_keys(KIND):
         info, _ = _read_info(store, name)
@@ -250,34 +255,45 @@ def list_feature_maps(store_or_path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
-def _as_store(obj) -> StudysetStore:
-    if isinstance(obj, StudysetStore):
+def _as_store(obj, storage_options: dict | None = None) -> MapsStore:
+    if isinstance(obj, StudysetStore | storage.DerivedArrays):
         return obj
     if isinstance(obj, Studyset):
         if obj.store is None:
             raise ValueError("this studyset was not opened from a store (open_studyset)")
         return obj.store
     if isinstance(obj, str | Path):
-        return open_studyset(obj).store
+        try:
+            return open_studyset(obj, storage_options=storage_options).store
+        except StoreError:
+            maps_root = storage.DerivedArrays(obj, storage_options)
+            if maps_root.derived_keys(KIND):  # a decoder's maps_store (no studyset)
+                return maps_root
+            raise
     raise TypeError(f"expected a store, a studyset opened from one, or a path; got {type(obj)}")
 
 
-def open_feature_maps(store_or_path, key: str | None = None) -> FeatureMaps:
+def open_feature_maps(
+    store_or_path, key: str | None = None, storage_options: dict | None = None
+) -> FeatureMaps:
     """Open feature maps stored by a decoder fit (lazily), e.g. from a shared store.
 
     Parameters
     ----------
     store_or_path : StudysetStore, Studyset, str or Path
-        The store (a local folder or an fsspec URL) or a studyset opened from it.
+        The store (a local folder or an fsspec URL) or a studyset opened from it, or the
+        ``maps_store`` a decoder wrote its maps to.
     key : str, optional
         Which set (:func:`list_feature_maps`); may be omitted when the store holds one.
+    storage_options : dict, optional
+        fsspec options for a URL.
 
     Returns
     -------
     FeatureMaps
         Dask-backed on the stored chunks (lazy).
     """
-    store = _as_store(store_or_path)
+    store = _as_store(store_or_path, storage_options)
     if key is None:
         table = list_feature_maps(store)
         if table.empty:

@@ -219,6 +219,7 @@ class StudysetStore:
             raise _as_store_error(err) from err.__cause__
         self.location = self.versioned.location.url
         self.storage_options = dict(storage_options or {})
+        self._derived = storage.DerivedArrays(self.versioned.location)
         self.info = dict(pointer.get("info") or {})
 
     def _open_group(self, mode: str = "r", path: str | None = None):
@@ -250,13 +251,11 @@ class StudysetStore:
 
     def derived(self, kind: str, key: str, format_version: int = 1) -> VersionedStore:
         """The versioned store of a derived array (``derived/<kind>/<key>``)."""
-        loc = self.versioned.location.join("derived", kind, key)
-        return VersionedStore(loc, f"nimare_dask.{kind}", format_version)
+        return self._derived.derived(kind, key, format_version)
 
     def derived_keys(self, kind: str) -> list[str]:
         """Keys of the derived arrays of one kind that hold a published version."""
-        folder = self.versioned.location.join("derived", kind)
-        return [k for k in folder.list_dirs() if self.derived(kind, k).exists()]
+        return self._derived.derived_keys(kind)
 
     @property
     def grid_attrs(self) -> dict:
