@@ -2,7 +2,8 @@
 
 The oracle runs NiMARE's ALE / MKDAChi2 and its diagnostics on the 21-study pain studyset; ours
 run on the same studyset read by nimare_dask. Cluster tables must be identical (same peaks,
-subpeaks, sizes, IDs); focus counts exact; jackknife contributions agree to float32 rounding
+subpeaks, sizes, IDs; peak values within 1 float32 ulp of NiMARE's, see ``tests/_parity.py``);
+focus counts exact; jackknife contributions agree to float32 rounding
 (NiMARE averages float32 ratios of float32 refits; we derive the leave-one-out maps from shared
 float64 sums: measured max |difference| 6e-8 on ALE, 7e-9 on MKDAChi2, so atol 1e-6).
 """
@@ -14,6 +15,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _parity import assert_within_ulp
 from nilearn.reporting import get_clusters_table
 
 from nimare_dask.diagnostics import FocusCounter, Jackknife, clusters_table
@@ -45,7 +47,9 @@ def nimare_ale(pain_json):
         return NALE().fit(NSS(str(pain_json)))
 
 
-def _same_cluster_table(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
+def _same_cluster_table(ours: pd.DataFrame, ref: pd.DataFrame, peak_maxulp: int = 0) -> None:
+    """``peak_maxulp=1`` where ``ref`` comes from NiMARE's own map (its z has a CPU-dependent
+    last bit, ``tests/_parity.py``); 0 (exact) where both tables read the same map."""
     assert list(ours.columns) == list(ref.columns)
     assert ours.shape == ref.shape
     assert list(ours["Cluster ID"].astype(str)) == list(ref["Cluster ID"].astype(str))
@@ -53,9 +57,14 @@ def _same_cluster_table(ours: pd.DataFrame, ref: pd.DataFrame) -> None:
     np.testing.assert_array_equal(
         ours[["X", "Y", "Z"]].to_numpy(float), ref[["X", "Y", "Z"]].to_numpy(float)
     )
-    np.testing.assert_array_equal(
-        ours["Peak Stat"].to_numpy(float), ref["Peak Stat"].to_numpy(float)
-    )
+    if peak_maxulp:
+        assert_within_ulp(
+            ours["Peak Stat"].to_numpy(float), ref["Peak Stat"].to_numpy(float), peak_maxulp
+        )
+    else:
+        np.testing.assert_array_equal(
+            ours["Peak Stat"].to_numpy(float), ref["Peak Stat"].to_numpy(float)
+        )
     assert list(ours["Cluster Size (mm3)"].astype(str)) == list(
         ref["Cluster Size (mm3)"].astype(str)
     )
@@ -155,7 +164,7 @@ def test_diagnostics_match_nimare_on_pain_ale(name, pain, our_ale, nimare_ale):
     assert out is not our_ale and "z_tab-clust" not in our_ale.tables  # input left alone
     counts = f"z_diag-{name}_tab-counts_tail-positive"
     assert set(ref.tables) == set(out.tables) == {"z_tab-clust", counts}
-    _same_cluster_table(out.tables["z_tab-clust"], ref.tables["z_tab-clust"])
+    _same_cluster_table(out.tables["z_tab-clust"], ref.tables["z_tab-clust"], peak_maxulp=1)
     assert list(out.tables[counts].columns) == list(ref.tables[counts].columns)
     assert list(out.tables[counts]["id"]) == [str(i) for i in ref.tables[counts]["id"]]
     if name == "Jackknife":
@@ -191,7 +200,9 @@ def test_jackknife_pairwise_mkdachi2_matches_nimare(pain, pain_json):
     out = out.transform(res, studyset=pain.slice(g1), studyset2=pain.slice(g2))
     name = "z_desc-association_diag-Jackknife_tab-counts_tail-"
     _same_cluster_table(
-        out.tables["z_desc-association_tab-clust"], ref.tables["z_desc-association_tab-clust"]
+        out.tables["z_desc-association_tab-clust"],
+        ref.tables["z_desc-association_tab-clust"],
+        peak_maxulp=1,
     )
     for tail, group in (("positive", g1), ("negative", g2)):
         ours, theirs = out.tables[name + tail], ref.tables[name + tail]
@@ -247,15 +258,10 @@ def test_errors(pain, our_ale):
 
 
 def test_jackknife_on_cluster_fwe_target(pain, our_ale):
-    """NiMARE's default target: skips until Monte Carlo FWE correction exists."""
+    """NiMARE's default target, the cluster-level Monte Carlo FWE z map."""
     from nimare_dask.correct import FWECorrector
 
-    try:
-        corrected = FWECorrector(method="montecarlo", n_iters=100, random_state=0).transform(
-            our_ale
-        )
-    except NotImplementedError as err:
-        pytest.skip(f"Monte Carlo FWE not available yet: {err}")
+    corrected = FWECorrector(method="montecarlo", n_iters=100, random_state=0).transform(our_ale)
     target = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
     out = Jackknife(target_threshold=1.645).transform(corrected, studyset=pain)
     table = out.tables[f"{target}_tab-clust"]

@@ -2,7 +2,6 @@
 
 from nimare_dask.datasets.fetchers import (
     FetchError,
-    UnverifiedDownloadWarning,
     fetch_neuroquery,
     fetch_neurosynth,
     get_data_dir,
@@ -10,7 +9,6 @@ from nimare_dask.datasets.fetchers import (
 
 __all__ = [
     "FetchError",
-    "UnverifiedDownloadWarning",
     "fetch_neuroquery",
     "fetch_neurosynth",
     "get_data_dir",

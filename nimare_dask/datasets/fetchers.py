@@ -8,7 +8,9 @@ Where they come from: ``base_url`` if given, else the environment variable
 ``NIMARE_DASK_BASE_URL``, else the public repositories at the commits NiMARE pins (see
 :mod:`nimare_dask.datasets.registry`). A base may be an ``http(s)://`` URL, a ``file://`` URL
 or a plain local folder (a mirror, or a copy of the files for offline machines); either way
-every file with a recorded checksum is verified (SHA-256) before it is used.
+every file is verified against its pinned checksum (SHA-256, or for a few large files the git
+blob id of the pinned commit; see :mod:`nimare_dask.datasets.registry`) before it is used. A
+file without a pinned checksum is never downloaded (:class:`FetchError`).
 
 A file already in ``data_dir`` is reused when its checksum matches; a corrupt or partial one is
 fetched again. Downloads are written aside and moved into place, so an interrupted run never
@@ -22,20 +24,18 @@ import itertools
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 from urllib.request import url2pathname
 
-from nimare_dask.datasets.registry import BASE_URLS, FEATURE_SETS, SHA256, database_files
+from nimare_dask.datasets.registry import BASE_URLS, FEATURE_SETS, checksum, database_files
 
 __all__ = [
     "fetch_neurosynth",
     "fetch_neuroquery",
     "get_data_dir",
     "FetchError",
-    "UnverifiedDownloadWarning",
 ]
 
 DATA_ENV = "NIMARE_DASK_DATA"
@@ -43,11 +43,8 @@ BASE_URL_ENV = "NIMARE_DASK_BASE_URL"
 
 
 class FetchError(OSError):
-    """A file could not be obtained (offline, missing at the source, or a wrong checksum)."""
-
-
-class UnverifiedDownloadWarning(UserWarning):
-    """A file without a recorded checksum was used unverified."""
+    """A file could not be obtained (offline, missing at the source, a wrong checksum, or no
+    pinned checksum to verify it against)."""
 
 
 def get_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -83,77 +80,99 @@ def _local_folder(base: str) -> Path | None:
     return Path(base).expanduser()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
+def _digest(path: Path, algorithm: str) -> str:
+    """``sha256`` of the file, or ``git-blob-sha1``: git's object id of it as a blob."""
+    if algorithm == "sha256":
+        h = hashlib.sha256()
+    elif algorithm == "git-blob-sha1":
+        h = hashlib.sha1(usedforsecurity=False)
+        h.update(b"blob %d\0" % path.stat().st_size)
+    else:
+        raise ValueError(f"unknown checksum algorithm {algorithm!r}")
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
 
 
-def _copy_local(src: Path, dest: Path, known: str | None, base: str) -> None:
+def _pinned(name: str) -> tuple[str, str]:
+    try:
+        return checksum(name)
+    except KeyError:
+        raise FetchError(
+            f"{name}: no checksum is pinned for this file, so it cannot be verified and is not "
+            "fetched"
+        ) from None
+
+
+def _verify(path: Path, name: str, source: str) -> None:
+    algorithm, known = _pinned(name)
+    got = _digest(path, algorithm)
+    if got != known:
+        raise FetchError(
+            f"{source}: checksum mismatch ({algorithm} {got}, expected {known}); the source "
+            "copy is corrupt or a different version"
+        )
+
+
+def _part(dest: Path) -> Path:
+    """A temporary name beside ``dest`` (hidden, unique) for a file being written."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    os.close(fd)
+    return Path(tmp)
+
+
+def _copy_local(src: Path, dest: Path, base: str) -> None:
     if not src.is_file():
         raise FetchError(
             f"{src} not found: the base {base!r} (base_url or ${BASE_URL_ENV}) must hold the "
             f"file {src.name}"
         )
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
+    tmp = _part(dest)
     try:
         shutil.copyfile(src, tmp)
-        if known is not None:
-            got = _sha256(Path(tmp))
-            if got != known:
-                raise FetchError(
-                    f"{src}: checksum mismatch (sha256 {got}, expected {known}); the source "
-                    "copy is corrupt or a different version"
-                )
+        _verify(tmp, dest.name, str(src))
         os.replace(tmp, dest)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
 
 
-def _download(url: str, dest: Path, known: str | None) -> None:
+def _download(url: str, dest: Path) -> None:
     import pooch
 
     downloader = pooch.HTTPDownloader(progressbar=False, timeout=60)
+    tmp = _part(dest)
+    tmp.unlink()  # pooch would keep an existing file
     try:
-        pooch.retrieve(
-            url,
-            known_hash=f"sha256:{known}" if known else None,
-            fname=dest.name,
-            path=dest.parent,
-            downloader=downloader,
-        )
-    except ValueError as err:  # pooch: hash mismatch after download
-        raise FetchError(f"{url}: downloaded file failed its checksum: {err}") from None
-    except Exception as err:  # requests' connection/HTTP errors, timeouts
-        raise FetchError(
-            f"could not download {url} ({type(err).__name__}: {err}). If this machine is "
-            f"offline, copy the files into a folder and set {BASE_URL_ENV}=/that/folder "
-            "(or pass base_url=)"
-        ) from None
+        try:
+            # verified below against the pinned checksum, whatever its algorithm
+            pooch.retrieve(
+                url, known_hash=None, fname=tmp.name, path=dest.parent, downloader=downloader
+            )
+        except Exception as err:  # requests' connection/HTTP errors, timeouts
+            raise FetchError(
+                f"could not download {url} ({type(err).__name__}: {err}). If this machine is "
+                f"offline, copy the files into a folder and set {BASE_URL_ENV}=/that/folder "
+                "(or pass base_url=)"
+            ) from None
+        _verify(tmp, dest.name, url)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _fetch_file(name: str, base: str, folder: Path, overwrite: bool) -> str:
     dest = folder / name
-    known = SHA256.get(name)
+    algorithm, known = _pinned(name)
     if dest.exists() and overwrite:
         dest.unlink()
-    if dest.exists() and (known is None or _sha256(dest) == known):
+    if dest.exists() and _digest(dest, algorithm) == known:
         return str(dest)
     local = _local_folder(base)
     if local is not None:
-        _copy_local(local / name, dest, known, base)
+        _copy_local(local / name, dest, base)
     else:
-        dest.unlink(missing_ok=True)  # corrupt or partial: fetch again
-        _download(base.rstrip("/") + "/" + name, dest, known)
-    if known is None:
-        warnings.warn(
-            f"{dest}: no checksum is recorded for this file; it was used unverified",
-            UnverifiedDownloadWarning,
-            stacklevel=4,
-        )
+        _download(base.rstrip("/") + "/" + name, dest)
     return str(dest)
 
 
@@ -188,6 +207,8 @@ def _fetch(database, data_dir, version, vocab, source, type_, overwrite, base_ur
     wanted_files = [names["coordinates"], names["metadata"]] + list(
         itertools.chain.from_iterable(f.values() for f in names["features"])
     )
+    for name in wanted_files:  # refuse before downloading anything
+        _pinned(name)
     paths = {}
     for name in dict.fromkeys(wanted_files):  # each file once, in order
         paths[name] = _fetch_file(name, base, folder, overwrite)
