@@ -26,7 +26,7 @@ from nimare_dask.meta.cbma import MKDAChi2
 from nimare_dask.workflows import amygdala_roi
 
 pytestmark = pytest.mark.database
-pytest.importorskip("nimare")
+import nimare  # noqa: E402, F401 (the oracle, a test dependency)
 
 NS = "data-neurosynth_version-7"
 TOPICS = [

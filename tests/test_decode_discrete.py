@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 
+import nimare  # noqa: F401 (the oracle, a test dependency)
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,8 +24,6 @@ from nimare_dask.decode import (
     neurosynth_decode,
 )
 from nimare_dask.studyset import Annotations
-
-pytest.importorskip("nimare")
 
 RTOL = 1e-9
 NS_COLUMNS = ["pForward", "zForward", "probForward", "pReverse", "zReverse", "probReverse"]

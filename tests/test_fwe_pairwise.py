@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import warnings
 
+import nimare  # noqa: F401 (the oracle, a test dependency)
 import numpy as np
 import pytest
 from _parity import ULP_BELOW_ONE, assert_within_ulp
@@ -29,8 +30,6 @@ from nimare_dask.correct import FDRCorrector, FWECorrector
 from nimare_dask.meta.cbma import SCALE, ALESubtraction, MKDAChi2
 from nimare_dask.meta.cbma.permutation import ALEDiffPermutations, permutation_members
 from nimare_dask.montecarlo import SeedInfo
-
-pytest.importorskip("nimare")
 
 N_PERM = 30
 SUFFIX = "_corr-FWE_method-montecarlo"

@@ -32,8 +32,6 @@ from nimare_dask.meta.cbma import ALE, MKDAChi2
 from nimare_dask.results import open_result
 from nimare_dask.workflows import macm
 
-distributed = pytest.importorskip("distributed")
-
 pytestmark = pytest.mark.filterwarnings("error:.*Sending large graph.*:UserWarning")
 
 LIMIT = 2**20  # bytes per graph

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import warnings
 
+import nimare  # noqa: F401 (the oracle, a test dependency)
 import numpy as np
 import pytest
 
 from nimare_dask.io import convert_dataset_to_studyset, load_nimads, write_nimads
-
-pytest.importorskip("nimare")
 
 # Same Lancaster matrix in float64 on both sides: differences ~1e-13 mm.
 ATOL_MM = 1e-6

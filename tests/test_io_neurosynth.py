@@ -6,6 +6,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import nimare.io as nimare_io
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,8 +22,6 @@ from nimare_dask.io import (
     tfidf_transform,
 )
 from nimare_dask.io.neurosynth import parse_feature_filename, vocabulary_path_for
-
-nimare_io = pytest.importorskip("nimare.io")
 
 # Real databases have foci just off the brain mask; the warning is tested where it matters.
 pytestmark = pytest.mark.filterwarnings("ignore::nimare_dask.io.errors.FociOutsideMaskWarning")
@@ -126,7 +125,8 @@ def test_parse_feature_filename():
 
 
 def test_tfidf_matches_sklearn():
-    sklearn_text = pytest.importorskip("sklearn.feature_extraction.text")
+    from sklearn.feature_extraction import text as sklearn_text  # a NiMARE dependency
+
     rng = np.random.default_rng(0)
     counts = sp.random(40, 30, density=0.15, random_state=rng, format="csr")
     counts.data = np.ceil(counts.data * 5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import nimare.io as nimare_io
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,8 +21,6 @@ from nimare_dask.io import (
 )
 from nimare_dask.io.sleuth import split_study_info
 from nimare_dask.space import tal2mni
-
-nimare_io = pytest.importorskip("nimare.io")
 
 DATA = Path(__file__).parent / "data"
 
