@@ -16,19 +16,23 @@ _SUBPACKAGES = frozenset(
     {
         "cli",
         "correct",
+        "dataset",
         "datasets",
         "decode",
         "diagnostics",
+        "generate",
         "io",
         "kernels",
         "meta",
         "montecarlo",
+        "nimads",
         "reports",
         "results",
         "space",
         "stats",
         "storage",
         "studyset",
+        "utils",
         "workflows",
     }
 )

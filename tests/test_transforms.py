@@ -3,14 +3,16 @@
 Our ``nlogp`` is ``-ln p`` (never negative); NiMARE's is ``ln p``, so every comparison negates.
 """
 
+import nimare.stats as nimare_stats
+import nimare.transforms as nimare_transforms
+import nimare.utils as nimare_utils
 import numpy as np
 import pytest
+from _parity import assert_within_ulp
 from scipy import stats
 
 from nimare_dask.stats import (
     clip_p,
-    nlogp_bonferroni,
-    nlogp_fdr,
     nlogp_to_logp,
     nlogp_to_p,
     nlogp_to_z,
@@ -19,10 +21,8 @@ from nimare_dask.stats import (
     z_to_nlogp,
     z_to_p,
 )
-
-nimare_transforms = pytest.importorskip("nimare.transforms")
-nimare_stats = pytest.importorskip("nimare.stats")
-nimare_utils = pytest.importorskip("nimare.utils")
+from nimare_dask.stats import neglnp_bonferroni as nlogp_bonferroni
+from nimare_dask.stats import neglnp_fdr as nlogp_fdr
 
 Z_VALUES = np.concatenate(
     [np.linspace(-40, 40, 8001), [0.0, -0.0, 1e-12, -1e-12, 14.1, 37.5, 38.0, 38.5, 39.0, 100.0]]
@@ -90,14 +90,19 @@ def test_p_to_logp_clip_and_nlogp_helpers():
     ours = p_to_logp(P_VALUES)
     theirs = nimare_utils._p_to_logp_values(P_VALUES)
     assert ours.dtype == np.float32
-    np.testing.assert_array_equal(ours, theirs)  # same float32 clip then log10
+    # same float32 clip then log10. NiMARE's is numpy's float32 log10: up to 2 ulps from the
+    # correctly rounded value, in other places on AVX-512, AVX2 and baseline code (measured)
+    assert_within_ulp(ours, theirs, maxulp=2, err_msg="p_to_logp")
     assert ours.max() == pytest.approx(44.85, abs=0.01) and ours.min() == 0
     c = clip_p(np.array([0.0, 1e-50, 0.3, 2.0, np.nan]))
     assert c[0] == c[1] == np.nextafter(np.float32(0), np.float32(1))
     assert c[2] == 0.3 and c[3] == 1.0 and np.isnan(c[4])
     nlogp = np.array([0.0, np.log(10.0) * 3, 5000.0, np.nan])
     np.testing.assert_allclose(nlogp_to_logp(nlogp)[:3], [0, 3, 5000 / np.log(10)], rtol=1e-6)
-    np.testing.assert_array_equal(nlogp_to_logp(nlogp), nimare_utils._nlogp_to_logp_values(-nlogp))
+    # divided by ln(10) and cast to float32; NiMARE's ln(10) is numpy's log (tests/_parity.py)
+    assert_within_ulp(
+        nlogp_to_logp(nlogp), nimare_utils._nlogp_to_logp_values(-nlogp), err_msg="nlogp_to_logp"
+    )
     p = nlogp_to_p(nlogp)
     assert p.dtype == np.float32 and p[2] == np.float32(1.4e-45) and np.isnan(p[3])
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from nimare_dask.correct.base import Corrector
 from nimare_dask.results import Correction, MetaResult
-from nimare_dask.stats.multiple import nlogp_fdr
+from nimare_dask.stats.multiple import neglnp_fdr
 
 __all__ = ["FDRCorrector"]
 
@@ -57,9 +57,9 @@ class FDRCorrector(Corrector):
         super().__init__(method, {"alpha": alpha}, kwargs)
 
     def _indep(self, result: MetaResult) -> Correction:
-        maps = self._correct_p_maps(result, lambda x: nlogp_fdr(x, method="bh"))
+        maps = self._correct_p_maps(result, lambda x: neglnp_fdr(x, method="bh"))
         return Correction(maps=maps, description=_TEXT["indep"])
 
     def _negcorr(self, result: MetaResult) -> Correction:
-        maps = self._correct_p_maps(result, lambda x: nlogp_fdr(x, method="by"))
+        maps = self._correct_p_maps(result, lambda x: neglnp_fdr(x, method="by"))
         return Correction(maps=maps, description=_TEXT["negcorr"])

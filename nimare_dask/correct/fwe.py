@@ -8,7 +8,7 @@ import numpy as np
 
 from nimare_dask.correct.base import Corrector
 from nimare_dask.results import Correction, MetaResult
-from nimare_dask.stats.multiple import nlogp_bonferroni
+from nimare_dask.stats.multiple import neglnp_bonferroni
 
 __all__ = ["FWECorrector"]
 
@@ -102,5 +102,5 @@ class FWECorrector(Corrector):
         return super()._missing_method(result)
 
     def _bonferroni(self, result: MetaResult) -> Correction:
-        maps = self._correct_p_maps(result, nlogp_bonferroni)
+        maps = self._correct_p_maps(result, neglnp_bonferroni)
         return Correction(maps=maps, description=_BONFERRONI_TEXT)

@@ -32,7 +32,7 @@ from nimare_dask.decode.selection import candidate_features, label_indicator, st
 from nimare_dask.kernels import KernelTransformer, MKDAKernel
 from nimare_dask.space import Grid, get_grid
 from nimare_dask.stats.chi2 import chi2_to_nlogp, one_way, two_way
-from nimare_dask.stats.multiple import nlogp_bonferroni, nlogp_fdr
+from nimare_dask.stats.multiple import neglnp_bonferroni, neglnp_fdr
 from nimare_dask.stats.transforms import nlogp_to_z
 from nimare_dask.studyset import Studyset, open_studyset
 
@@ -152,9 +152,9 @@ def _correct(nlogp: np.ndarray, correction) -> np.ndarray:
     if correction is None:
         return nlogp
     if correction in ("bh", "by"):
-        return nlogp_fdr(nlogp, method=correction)
+        return neglnp_fdr(nlogp, method=correction)
     if correction == "bonferroni":
-        return nlogp_bonferroni(nlogp)
+        return neglnp_bonferroni(nlogp)
     raise ValueError("Argument 'correction' must be one of None, 'bh', 'by', or 'bonferroni'.")
 
 

@@ -23,6 +23,11 @@ from nimare_dask.io.neurosynth import (
     convert_neurosynth_to_studyset,
     tfidf_transform,
 )
+from nimare_dask.io.nimads_compat import (
+    convert_nimads_to_sleuth,
+    convert_sleuth_to_nimads_dict,
+    load_nimads,
+)
 from nimare_dask.io.sleuth import convert_sleuth_to_studyset, read_sleuth, write_sleuth
 from nimare_dask.space import Grid, mni2tal, tal2mni
 from nimare_dask.studyset.core import Studyset, StudysetError, UnknownSpaceWarning
@@ -35,6 +40,8 @@ __all__ = [
     "convert_neurosynth_to_studyset",
     "convert_neuroquery_to_studyset",
     "convert_dataset_to_studyset",
+    "convert_nimads_to_sleuth",
+    "convert_sleuth_to_nimads_dict",
     "load_nimads",
     "write_nimads",
     "tfidf_transform",
@@ -68,21 +75,6 @@ def convert_dataset_to_studyset(
         Eager tables; TAL foci converted to MNI.
     """
     return Studyset(dataset, target=target)
-
-
-def load_nimads(
-    studyset: str | os.PathLike | dict,
-    annotation: str | os.PathLike | dict | None = None,
-    target: str | Grid = "mni152_2mm",
-) -> Studyset:
-    """Read a NIMADS studyset (JSON path or dict), optionally with a NIMADS annotation.
-
-    Returns
-    -------
-    Studyset
-        Eager tables.
-    """
-    return Studyset(studyset, target=target, annotations=annotation)
 
 
 def write_nimads(studyset: Studyset, path: str | os.PathLike) -> Path:

@@ -5,8 +5,10 @@ The inputs and outputs are ``nlogp = -ln(p)`` (never negative; see
 by the number of tests is an addition and nothing underflows: a corrected p below the smallest
 double survives as its logarithm.
 
-These match NiMARE 0.22.1's ``nimare.stats.nlogp_bonferroni`` and ``nlogp_fdr`` (which take
-``ln(p)``, the negative of ours): Bonferroni is ``p * m`` capped at 1; FDR is the
+:func:`neglnp_bonferroni` and :func:`neglnp_fdr` match NiMARE 0.22.1's
+``nimare.stats.nlogp_bonferroni`` and ``nlogp_fdr`` (which take ``ln(p)``, the negative of ours;
+those two names, with NiMARE's sign and signature, are in :mod:`nimare_dask.stats.nimare_api`
+and exported from :mod:`nimare_dask.stats`): Bonferroni is ``p * m`` capped at 1; FDR is the
 Benjamini-Hochberg (``"bh"``) or Benjamini-Yekutieli (``"by"``) step-up procedure with the
 usual monotone envelope (a running minimum from the largest p down). NaN tests take no part in
 the procedure and come back NaN, but are still counted in the number of tests ``m`` unless
@@ -18,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
-__all__ = ["nlogp_bonferroni", "nlogp_fdr"]
+__all__ = ["neglnp_bonferroni", "neglnp_fdr"]
 
 _NEGATIVE_TOLERANCE = 1e-9
 
@@ -28,7 +30,8 @@ def _check(nlogp: ArrayLike) -> np.ndarray:
     if nlogp.size and np.nanmin(nlogp, initial=np.inf) < -_NEGATIVE_TOLERANCE:
         raise ValueError(
             "nlogp must be -ln(p), which is never negative; got a minimum of "
-            f"{np.nanmin(nlogp)}. Did you pass ln(p) (NiMARE's convention) or a p-value?"
+            f"{np.nanmin(nlogp)}. Did you pass ln(p) (NiMARE's convention: use "
+            "nimare_dask.stats.nlogp_bonferroni / nlogp_fdr for it) or a p-value?"
         )
     return np.maximum(nlogp, 0.0)
 
@@ -43,7 +46,7 @@ def _n_tests(nlogp: np.ndarray, m: int | None) -> int:
     return m
 
 
-def nlogp_bonferroni(nlogp: ArrayLike, m: int | None = None) -> np.ndarray:
+def neglnp_bonferroni(nlogp: ArrayLike, m: int | None = None) -> np.ndarray:
     """Bonferroni-correct ``nlogp = -ln(p)`` values: ``p_corr = min(p * m, 1)``.
 
     Parameters
@@ -66,7 +69,7 @@ def nlogp_bonferroni(nlogp: ArrayLike, m: int | None = None) -> np.ndarray:
     return np.maximum(nlogp - np.log(m), 0.0)
 
 
-def nlogp_fdr(nlogp: ArrayLike, method: str = "bh", m: int | None = None) -> np.ndarray:
+def neglnp_fdr(nlogp: ArrayLike, method: str = "bh", m: int | None = None) -> np.ndarray:
     """FDR-adjust ``nlogp = -ln(p)`` values with the Benjamini-Hochberg/-Yekutieli step-up.
 
     With the evaluated p-values sorted ascending, ``p_(1) <= ... <= p_(k)``, the adjusted value

@@ -151,6 +151,9 @@ class Studyset:
         ``contrasts``), or another Studyset (copied). ``None`` gives an empty Studyset.
     target : str or Grid, default="mni152_2mm"
         The voxel grid; foci are harmonised to MNI space.
+    mask : str, Path, image or Grid, optional
+        A mask on the target space that defines the voxel grid (NiMARE's parameter); default:
+        the target's brain mask.
     annotations : dict or path, optional
         A NIMADS annotation (``{"notes": [...]}``) to attach to a NIMADS source.
     basepath : str or Path, optional
@@ -166,18 +169,19 @@ class Studyset:
     def __init__(
         self,
         source: str | Path | dict | Studyset | None = None,
-        *,
         target: str | Grid = "mni152_2mm",
+        mask=None,
         annotations: dict | str | Path | None = None,
         basepath: str | Path | None = None,
     ):
         from nimare_dask.studyset.nimads import tables_from_source
 
+        grid = get_grid(target) if mask is None else get_grid(mask)
         if isinstance(source, Studyset):
-            self._set_tables(**source._tables(), grid=get_grid(target))
+            self._set_tables(**source._tables(), grid=grid)
             return
         tables = tables_from_source(source, annotations=annotations, basepath=basepath)
-        self._set_tables(**tables, grid=get_grid(target))
+        self._set_tables(**tables, grid=grid)
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -643,7 +643,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
             signed).
         """
         from nimare_dask.results import Correction
-        from nimare_dask.stats.multiple import nlogp_fdr
+        from nimare_dask.stats.multiple import neglnp_fdr
         from nimare_dask.stats.transforms import P_FLOOR_FLOAT32, nlogp_to_z
 
         maps = {}
@@ -654,7 +654,7 @@ class MKDAChi2(PairwiseCBMAEstimator):
             if floored.any():  # past the float32 floor the logp map still has the value
                 logp = np.asarray(result.get_map(f"logp_desc-{label}", return_type="array"))
                 nlogp = np.where(floored, np.log(10.0) * logp.astype(np.float64), nlogp)
-            corr = nlogp_fdr(nlogp, method="bh")
+            corr = neglnp_fdr(nlogp, method="bh")
             sign = np.sign(np.asarray(result.get_map(f"z_desc-{label}", return_type="array")))
             out = {
                 "p": nlogp_to_p(corr),
