@@ -55,7 +55,7 @@ def storage_options(args: argparse.Namespace, *locations: str | None) -> dict:
 
 
 def load_studyset(location: str, storage_options: dict | None = None):
-    """A Studyset from a store (folder/URL with ``zarr.json``), NIMADS/legacy JSON or Sleuth.
+    """A Studyset from a store (a folder or URL), NIMADS/legacy JSON or Sleuth.
 
     ``storage_options`` go to fsspec when ``location`` is a URL.
     """
@@ -65,7 +65,7 @@ def load_studyset(location: str, storage_options: dict | None = None):
     path = Path(location)
     if "://" in location:
         return open_studyset(location, **(storage_options or {}))
-    if path.is_dir() and (path / "zarr.json").exists():
+    if path.is_dir():  # a store (open_studyset says what is wrong with any other folder)
         return open_studyset(location)
     if not path.exists():
         raise FileNotFoundError(f"no such file or store: {location}")

@@ -918,7 +918,21 @@ class SCALE(CBMAEstimator):
             raise ValueError("SCALE: xyz has missing or non-finite coordinates")
         return xyz
 
-    def _null(self, ss, mode: str, n_iters: int, seed, checkpoint=None, **kw):
+    def _null(
+        self,
+        ss,
+        mode: str,
+        n_iters: int,
+        seed,
+        checkpoint=None,
+        *,
+        n_cores: int | None = None,
+        progress: bool | None = None,
+        block_size: int | None = None,
+        early_stop=None,
+        **kw,
+    ):
+        """Run the pool-resampling null; run settings are passed, never set on ``self``."""
         from nimare_dask.meta.cbma.fwe import run_null
         from nimare_dask.meta.cbma.random_foci import build_random_foci_null
 
@@ -932,10 +946,11 @@ class SCALE(CBMAEstimator):
             fingerprint=block.fingerprint(),
             random_state=seed,
             reducer={"exceed": "sum"},
-            n_cores=self.n_cores,
+            n_cores=self.n_cores if n_cores is None else n_cores,
             checkpoint=checkpoint,
-            progress=self.progress,
-            block_size=self.iters_per_block,
+            early_stop=early_stop,
+            progress=self.progress if progress is None else progress,
+            block_size=block_size or self.iters_per_block,
         )
 
     def fit(self, studyset) -> MetaResult:
@@ -1043,20 +1058,22 @@ class SCALE(CBMAEstimator):
             raise RuntimeError("SCALE: fit the estimator before correcting its result")
         n_iters = check_n_iters(n_iters, "SCALE")
         seed = fitted["seed"] if random_state is None else random_state
-        saved = (self.n_cores, self.progress, self.iters_per_block)
-        self.n_cores = self.n_cores if n_cores is None else n_cores
-        self.progress = self.progress if progress is None else progress
-        self.iters_per_block = block_size or self.iters_per_block
-        try:
-            if (n_iters, seed) == (fitted["n_iters"], fitted["seed"]):
-                mc = self.montecarlo_["scale_permutations"]
-                null = fitted["max_stat"]
-            else:
-                ss = self.inputs_["studyset"]
-                mc = self._null(ss, "fwe", n_iters, seed, checkpoint=checkpoint)
-                null = mc["max_stat"]
-        finally:
-            self.n_cores, self.progress, self.iters_per_block = saved
+        if (n_iters, seed) == (fitted["n_iters"], fitted["seed"]) and early_stop is None:
+            mc = self.montecarlo_["scale_permutations"]  # the fit's iterations, reused
+            null = fitted["max_stat"]
+        else:
+            mc = self._null(
+                self.inputs_["studyset"],
+                "fwe",
+                n_iters,
+                seed,
+                checkpoint=checkpoint,
+                n_cores=n_cores,
+                progress=progress,
+                block_size=block_size,
+                early_stop=early_stop,
+            )
+            null = mc["max_stat"]
         null = np.asarray(null, dtype=np.float32)
         stat = np.asarray(result.get_map("stat", return_type="array"))
         maps = upper_fwe_maps(stat, {"voxel": null}, None, result.grid, vfwe_only=True)
