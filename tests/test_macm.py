@@ -130,3 +130,58 @@ def test_amygdala_macm_on_neurosynth(shared_data):
     res = macm(ss, amygdala_roi(), estimator=ALE(kernel__fwhm=10))
     assert res.tables["selected_studies"].shape[0] == 1404
     assert float(res.get_map("z", "array").max()) > 8  # the amygdala itself
+
+
+# ------------------------------------------------------------- seeds together = the estimator's fit
+@pytest.mark.parametrize("chunks", [None, 4])
+def test_many_seeds_are_bit_identical_to_single_seed_and_ale(pain_studyset, monkeypatch, chunks):
+    """Several seeds in one graph give, bit for bit, each seed's own MACM and the ALE fit of its
+    selection (the same tasks: ALE's own chunked pass), with one dask.compute for all seeds."""
+    import sys
+
+    macm_module = sys.modules["nimare_dask.workflows.macm"]  # the package exports the function
+    calls = []
+    real_compute = macm_module.compute
+    monkeypatch.setattr(
+        macm_module, "compute", lambda *a, **k: calls.append(len(a)) or real_compute(*a, **k)
+    )
+    together = macm(pain_studyset, SEEDS, r=20, estimator=ALE(chunks=chunks))
+    assert calls == [len(SEEDS)]  # one compute, one lazy pass per seed
+    selections = select_studies(pain_studyset, SEEDS, r=20)
+    for seed, ids, res in zip(SEEDS, selections, together, strict=True):
+        alone = macm(pain_studyset, seed, r=20, estimator=ALE(chunks=chunks))
+        ref = ALE(chunks=chunks).fit(pain_studyset.slice(ids))
+        for name in ("stat", "p", "z", "logp"):
+            got = res.get_map(name, "array")
+            np.testing.assert_array_equal(got, alone.get_map(name, "array"), err_msg=name)
+            np.testing.assert_array_equal(got, ref.get_map(name, "array"), err_msg=name)
+        assert res.estimator.summarystat_threshold(0.001) == ref.estimator.summarystat_threshold(
+            0.001
+        )
+        assert list(res.tables["selected_studies"]["id"]) == list(ids)
+
+
+def test_many_seeds_with_a_corrector_and_mkda(pain_studyset):
+    """Corrected and MKDADensity seeds also share one graph and equal the separate fits."""
+    est = MKDADensity()
+    res = macm(
+        pain_studyset, SEEDS, r=20, estimator=est, corrector=FWECorrector(method="bonferroni")
+    )
+    for ids, r in zip(select_studies(pain_studyset, SEEDS, r=20), res, strict=True):
+        ref = FWECorrector(method="bonferroni").transform(
+            MKDADensity().fit(pain_studyset.slice(ids))
+        )
+        for name in ("stat", "z", "p_corr-FWE_method-bonferroni"):
+            np.testing.assert_array_equal(r.get_map(name, "array"), ref.get_map(name, "array"))
+    assert not hasattr(est, "result_")  # the estimator given is not fitted: copies are
+
+
+def test_macm_text_states_the_selection_once(pain_studyset):
+    res = macm(pain_studyset, SEEDS[0], r=20)
+    ids = select_studies(pain_studyset, SEEDS[0], r=20)[0]
+    n_foci = int(pain_studyset.slice(ids).foci_counts().sum())
+    text = res.description
+    assert text.count(f"{n_foci} foci from {len(ids)} experiments") == 1
+    assert "participants" in text  # the ALE kernel's sample sizes, kept in the one sentence
+    assert "within 20 mm of 1 seed coordinate." in text and "coordinate(s)" not in text
+    assert "an ALE kernel" in text and "a(n)" not in text

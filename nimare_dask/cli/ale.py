@@ -68,6 +68,11 @@ def _sample_path(name: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nimare_dask.meta.cbma._background_compile import start_background_compile
+
+    # idle cores compile the numba kernels into numba's cache while the job starts (a no-op on
+    # a busy machine, from a multi-threaded process, or with NIMARE_DASK_BACKGROUND_COMPILE=0)
+    start_background_compile("ale")
     from nimare_dask.cli.cluster import cluster_options, dask_client
     from nimare_dask.io import read_sleuth
     from nimare_dask.workflows.cbma import ale_contrast_workflow, ale_workflow

@@ -17,7 +17,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("result", help="saved result (…/result.zarr)")
-    p.add_argument("studyset", help="the studyset the result was fit on (Sleuth or JSON)")
+    p.add_argument(
+        "studyset",
+        nargs="?",
+        default=None,
+        help=(
+            "the studyset the result was fit on (Sleuth, JSON or store); default: the one "
+            "stored with the result"
+        ),
+    )
     p.add_argument(
         "--target-image",
         default="z_desc-size_level-cluster_corr-FWE_method-montecarlo",
@@ -36,17 +44,25 @@ def run(args: argparse.Namespace) -> int:
 
     from nimare_dask.cli.inputs import load_studyset, storage_options
     from nimare_dask.diagnostics import FocusCounter, Jackknife
+    from nimare_dask.meta.rebuild import estimator_from_info
     from nimare_dask.results import open_result
 
-    opts = storage_options(args, args.result, args.studyset)
+    locations = [args.result] + ([args.studyset] if args.studyset else [])
+    opts = storage_options(args, *locations)
     result = open_result(args.result, **(opts if "://" in args.result else {}))
     if args.target_image not in result.maps:
         raise ValueError(
             f"{args.result} has no map {args.target_image!r}; maps: {sorted(result.maps)}"
         )
     if result.estimator is None:
-        result.estimator = _rebuild_estimator(result.estimator_info)
-    ss = load_studyset(args.studyset, opts)
+        # the one mechanism that rebuilds a saved result's estimator (also used by correctors)
+        result.estimator = estimator_from_info(result.estimator_info, mask=result.grid)
+    ss = load_studyset(args.studyset, opts) if args.studyset else None
+    if ss is None and not result.get_inputs(estimator=False):
+        raise ValueError(
+            f"{args.result} does not store the studyset it was fit on (written before inputs "
+            "were kept, or with inputs=False); give it: nimare-dask jackknife RESULT STUDYSET"
+        )
     cls = FocusCounter if args.focuscounter else Jackknife
     diag = cls(target_image=args.target_image, target_threshold=args.threshold)
     out = diag.transform(result, studyset=ss)
@@ -55,20 +71,3 @@ def run(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"table: {Path(path).resolve()}")
     return 0
-
-
-def _rebuild_estimator(info: dict):
-    """The estimator a saved result records (class and parameters; never unpickled)."""
-    from nimare_dask import meta
-    from nimare_dask.meta import kernel as kernels
-
-    if not info or not hasattr(meta, str(info.get("class"))):
-        raise ValueError(f"the saved result does not record a known estimator: {info!r}")
-    params = dict(info.get("params") or {})
-    kernel = params.pop("kernel", None)
-    params = {k: v for k, v in params.items() if not k.startswith("kernel__")}
-    if isinstance(kernel, dict) and hasattr(kernels, str(kernel.get("class"))):
-        params["kernel"] = getattr(kernels, kernel["class"])(**(kernel.get("params") or {}))
-    cls = getattr(meta, info["class"])
-    accepted = set(cls().get_params(deep=False))
-    return cls(**{k: v for k, v in params.items() if k in accepted})

@@ -9,6 +9,11 @@ Dispatch follows NiMARE: when the result's estimator has a method
 ``correct_<fwe|fdr>_<method>(result, **kwargs)``, it is used (it knows the null model); otherwise
 the corrector's generic implementation is used (Bonferroni, Benjamini-Hochberg/-Yekutieli),
 which works on every uncorrected ``p`` map of any result.
+
+A result reopened from its store has no estimator object. For a method that only the
+estimator provides (Monte Carlo FWE), the estimator the result records is rebuilt and refitted
+on the inputs stored with the result (:func:`~nimare_dask.meta.rebuild.refit_estimator`); an
+error says what is missing when the store does not keep them.
 """
 
 from __future__ import annotations
@@ -124,7 +129,12 @@ class Corrector:
         list of str
             Sorted method names valid for ``method=``.
         """
-        return sorted(set(cls._generic) | set(cls._estimator_methods(result.estimator)))
+        estimator = result.estimator
+        if estimator is None:  # a reopened result: the methods of the estimator it records
+            from nimare_dask.meta.rebuild import estimator_class
+
+            estimator = estimator_class(result.estimator_info)
+        return sorted(set(cls._generic) | set(cls._estimator_methods(estimator)))
 
     # ------------------------------------------------------------------ dispatch
     def _estimator_kwargs(self, func: Callable) -> dict[str, Any]:
@@ -179,6 +189,8 @@ class Corrector:
                 f"{type(self).__name__}.transform needs a MetaResult, not {type(result).__name__}"
             )
         attr = f"correct_{self._kind}_{self.method}"
+        if result.estimator is None and self.method not in self._generic:
+            result = self._with_refitted_estimator(result, attr)
         est_method = getattr(result.estimator, attr, None) if result.estimator is not None else None
         if callable(est_method):
             out = Correction.coerce(est_method(result, **self._estimator_kwargs(est_method)))
@@ -192,6 +204,20 @@ class Corrector:
         else:
             raise self._missing_method(result)
         return self._attach(result, out)
+
+    def _with_refitted_estimator(self, result: MetaResult, attr: str) -> MetaResult:
+        """A reopened result (no estimator object) whose recorded estimator has ``attr``: a
+        copy with the estimator rebuilt and refitted on the result's inputs (stored with it,
+        or given with ``set_inputs``); a clear error when the inputs are missing."""
+        from nimare_dask.meta.rebuild import estimator_class, refit_estimator
+
+        cls = estimator_class(result.estimator_info)
+        if cls is None or not callable(getattr(cls, attr, None)):
+            return result
+        est = refit_estimator(result, why=f"{type(self).__name__}(method={self.method!r})")
+        out = result.copy()
+        out.estimator = est
+        return out
 
     def _attach(self, result: MetaResult, out: Correction) -> MetaResult:
         new = result.copy()

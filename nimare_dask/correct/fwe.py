@@ -93,11 +93,26 @@ class FWECorrector(Corrector):
 
     def _missing_method(self, result: MetaResult) -> Exception:
         if self.method == "montecarlo":
-            est = type(result.estimator).__name__ if result.estimator is not None else "None"
+            if result.estimator is None:
+                recorded = (result.estimator_info or {}).get("class")
+                what = (
+                    f"its recorded estimator {recorded!r} is not one of nimare_dask's "
+                    "estimators with a Monte Carlo null"
+                    if recorded
+                    else "it records no estimator"
+                )
+                return NotImplementedError(
+                    "FWECorrector(method='montecarlo') needs the estimator's null model to run "
+                    "on the Monte Carlo engine, but this result has no estimator object and "
+                    f"{what}; correct the result that the estimator's fit() returned"
+                )
+            est = type(result.estimator).__name__
             return NotImplementedError(
-                f"FWECorrector(method='montecarlo') needs the estimator's null model, but "
-                f"estimator {est} has no correct_fwe_montecarlo; Monte Carlo FWE correction "
-                "arrives with the Monte Carlo engine"
+                "FWECorrector(method='montecarlo') needs the estimator's null model to run on "
+                f"the Monte Carlo engine, but "
+                f"estimator {est} has no correct_fwe_montecarlo method (Monte Carlo FWE is "
+                "defined for ALE, MKDADensity, KDA, SCALE, ALESubtraction and MKDAChi2); use "
+                "method='bonferroni'"
             )
         return super()._missing_method(result)
 

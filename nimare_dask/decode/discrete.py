@@ -14,6 +14,9 @@ Columns, index names, multiple-comparison corrections (``"bh"``, ``"by"``, ``"bo
 in log space) and edge rules follow NiMARE, with one deliberate difference: where a two-way
 table has a zero margin (a label carried by every study, or an empty selection) the chi-square
 is 0 (p = 1), not NiMARE's 2.0 (see :func:`nimare_dask.stats.chi2.two_way_counts`).
+
+The decoding formulas (``neurosynth_decode``, ``brainmap_decode``, ``_resolve_min_studies``):
+Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers (``nimare/decode/discrete.py``).
 """
 
 from __future__ import annotations
@@ -28,7 +31,13 @@ import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import binom
 
-from nimare_dask.decode.selection import candidate_features, label_indicator, studies_with_foci
+from nimare_dask.decode.selection import (
+    LabelDatabase,
+    candidate_features,
+    database_from_frames,
+    database_from_studyset,
+    studies_with_foci,
+)
 from nimare_dask.kernels import KernelTransformer, MKDAKernel
 from nimare_dask.space import Grid, get_grid
 from nimare_dask.stats.chi2 import chi2_to_nlogp, one_way, two_way
@@ -50,94 +59,7 @@ _P_MIN_FLOAT64 = float(np.nextafter(0.0, 1.0))
 _CORRECTIONS = (None, "bh", "by", "bonferroni")
 
 
-# ---------------------------------------------------------------------------------- inputs
-class _Database:
-    """Rows (analysis ids), their label indicators and focus counts, and which have foci."""
-
-    def __init__(
-        self,
-        ids: np.ndarray,
-        indicator: sp.csr_matrix,
-        features: list[str],
-        n_foci: np.ndarray,
-        coord_ids: np.ndarray,
-        n_foci_total: int | None = None,
-    ):
-        self.ids = np.asarray(ids, dtype=object)
-        self.indicator = sp.csr_matrix(indicator, dtype=np.int64)
-        self.features = list(features)
-        self.n_foci = np.asarray(n_foci, dtype=np.int64)
-        self.coord_ids = np.asarray(coord_ids, dtype=object)
-        #: every focus of the coordinates table (NiMARE's ``n_foci_in_database``)
-        self.n_foci_total = int(self.n_foci.sum() if n_foci_total is None else n_foci_total)
-        self._index = pd.Index(self.ids)
-
-    def rows(self, ids, what: str) -> np.ndarray:
-        ids = [str(i) for i in ([ids] if isinstance(ids, str) else list(ids))]
-        pos = self._index.get_indexer(ids)
-        if (pos < 0).any():
-            missing = [i for i, p in zip(ids, pos, strict=True) if p < 0]
-            raise KeyError(
-                f"{what}: unknown analysis id(s) {missing[:10]} (decoders use the analyses "
-                "that have foci and annotations)"
-            )
-        return pos
-
-    def subset_features(self, keep: np.ndarray) -> _Database:
-        cols = np.flatnonzero(keep)
-        return _Database(
-            self.ids,
-            self.indicator[:, cols],
-            [self.features[c] for c in cols],
-            self.n_foci,
-            self.coord_ids,
-            self.n_foci_total,
-        )
-
-
-def _from_studyset(studyset, feature_group, features, frequency_threshold) -> _Database:
-    if isinstance(studyset, str | Path):
-        studyset = open_studyset(studyset)
-    if not isinstance(studyset, Studyset):
-        raise TypeError(f"expected a Studyset or a store path; got {type(studyset).__name__}")
-    ss = studies_with_foci(studyset)
-    names = candidate_features(ss.labels, feature_group, features)
-    ind = label_indicator(ss, names, frequency_threshold)
-    return _Database(ss.ids, ind, names, ss.foci_counts(), ss.ids)
-
-
-def _from_frames(
-    coordinates: pd.DataFrame,
-    annotations: pd.DataFrame,
-    feature_group,
-    features,
-    frequency_threshold,
-) -> _Database:
-    """NiMARE's function-form inputs: a coordinates table and an annotations table."""
-    for name, frame in (("coordinates", coordinates), ("annotations", annotations)):
-        if not isinstance(frame, pd.DataFrame) or "id" not in frame:
-            raise TypeError(f"{name} must be a DataFrame with an 'id' column")
-    labels = [c for c in annotations.columns if c not in ("id", "study_id", "contrast_id")]
-    names = candidate_features(labels, feature_group, features)
-    sub = annotations[names]
-    thr = float(frequency_threshold)
-    if thr > 0 and len(names) and all(isinstance(t, pd.SparseDtype) for t in sub.dtypes):
-        vals = sp.csr_matrix(sub.sparse.to_coo())
-        keep = vals.data >= thr
-        ind = sp.csr_matrix((keep.astype(np.int8), vals.indices, vals.indptr), shape=vals.shape)
-        ind.eliminate_zeros()
-    else:
-        with np.errstate(invalid="ignore"):
-            ind = sp.csr_matrix((sub.to_numpy(dtype=float) >= thr).astype(np.int8))
-    ann_ids = annotations["id"].astype(str).to_numpy()
-    coord_ids = coordinates["id"].astype(str)
-    n_foci = coord_ids.value_counts().reindex(ann_ids, fill_value=0).to_numpy()
-    return _Database(
-        ann_ids, ind, names, n_foci, np.unique(coord_ids.to_numpy()), n_foci_total=len(coord_ids)
-    )
-
-
-def _selection(db: _Database, ids, ids2):
+def _selection(db: LabelDatabase, ids, ids2):
     sel = db.rows(ids, "ids")
     if ids2 is None:
         chosen = set(np.asarray([str(i) for i in ([ids] if isinstance(ids, str) else ids)]))
@@ -163,6 +85,7 @@ def _p_from_nlogp(nlogp: np.ndarray) -> np.ndarray:
 
 
 def _resolve_min_studies(min_studies, n_studies):
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     if min_studies is None:
         return 0
     if isinstance(min_studies, float) and 0 < min_studies < 1:
@@ -186,7 +109,9 @@ def _cells(n_sel_term, n_sel_noterm, n_unsel_term, n_unsel_noterm) -> np.ndarray
 
 
 # ---------------------------------------------------------------------------------- neurosynth
-def _neurosynth(db: _Database, ids, ids2, prior, correction, min_studies) -> pd.DataFrame:
+def _neurosynth(db: LabelDatabase, ids, ids2, prior, correction, min_studies) -> pd.DataFrame:
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
+    # (``neurosynth_decode``), vectorised over labels
     if correction not in _CORRECTIONS:
         raise ValueError("Argument 'correction' must be one of None, 'bh', 'by', or 'bonferroni'.")
     sel, unsel = _selection(db, ids, ids2)
@@ -289,14 +214,18 @@ def neurosynth_decode(
     if ids is None:
         raise TypeError("neurosynth_decode() needs ids (the selected analyses)")
     if isinstance(coordinates, Studyset | str | Path):
-        db = _from_studyset(coordinates, feature_group, features, frequency_threshold)
+        db = database_from_studyset(coordinates, feature_group, features, frequency_threshold)
     else:
-        db = _from_frames(coordinates, annotations, feature_group, features, frequency_threshold)
+        db = database_from_frames(
+            coordinates, annotations, feature_group, features, frequency_threshold
+        )
     return _neurosynth(db, ids, ids2, prior, correction, min_studies)
 
 
 # ---------------------------------------------------------------------------------- brainmap
-def _brainmap(db: _Database, ids, ids2, correction) -> pd.DataFrame:
+def _brainmap(db: LabelDatabase, ids, ids2, correction) -> pd.DataFrame:
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
+    # (``brainmap_decode``), vectorised over labels
     if correction not in _CORRECTIONS:
         raise ValueError("Argument 'correction' must be one of None, 'bh', 'by', or 'bonferroni'.")
     sel, unsel = _selection(db, ids, ids2)
@@ -384,9 +313,11 @@ def brainmap_decode(
     if ids is None:
         raise TypeError("brainmap_decode() needs ids (the selected analyses)")
     if isinstance(coordinates, Studyset | str | Path):
-        db = _from_studyset(coordinates, feature_group, features, frequency_threshold)
+        db = database_from_studyset(coordinates, feature_group, features, frequency_threshold)
     else:
-        db = _from_frames(coordinates, annotations, feature_group, features, frequency_threshold)
+        db = database_from_frames(
+            coordinates, annotations, feature_group, features, frequency_threshold
+        )
     return _brainmap(db, ids, ids2, correction)
 
 
@@ -408,7 +339,9 @@ class _DiscreteDecoder:
         -------
         self
         """
-        db = _from_studyset(studyset, self.feature_group, self.features, self.frequency_threshold)
+        db = database_from_studyset(
+            studyset, self.feature_group, self.features, self.frequency_threshold
+        )
         counts = np.asarray(db.indicator.getnnz(axis=0))
         keep = counts > 0
         if not keep.any():

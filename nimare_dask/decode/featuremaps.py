@@ -46,27 +46,31 @@ Maps are persisted in the studyset's store under ``derived/decoder/<key>`` by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import dask.array as da
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 from dask.base import tokenize
-from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
-from numba import njit
 
+from nimare_dask.decode._numba import scatter_counts, split_by_voxel_chunk
+from nimare_dask.decode.correlate import pearson_r
 from nimare_dask.kernels.foci import foci_blocks, shared
-from nimare_dask.meta.base import compute
+from nimare_dask.meta.cbma.mkda_stats import (
+    CHI2_STATS,
+    PROB_MAPS,
+    approximate_maps,
+    chi2_stat_maps,
+    chi2_test,
+    prob_map,
+)
 from nimare_dask.results import MetaResult
 from nimare_dask.space import Grid
-from nimare_dask.stats.chi2 import chi2_to_nlogp, two_way_counts
-from nimare_dask.stats.nulls import nullhist_to_p, poisson_binomial_null
-from nimare_dask.stats.transforms import P_FLOOR_FLOAT32, nlogp_to_logp, nlogp_to_p, p_to_z
+from nimare_dask.stats.nulls import poisson_binomial_null
+from nimare_dask.stats.transforms import P_FLOOR_FLOAT32
 from nimare_dask.studyset import Studyset
 
 __all__ = [
@@ -96,9 +100,9 @@ _SLICE_ELEMENTS = 2**20
 #: Bumped when the stored values change for the same inputs.
 ALGORITHM_VERSION = 1
 
-_STATS = ("z", "chi2", "p", "logp")
+_STATS = CHI2_STATS
 _TESTS = ("association", "uniformity", "group1", "group2")
-_PROBS = ("A", "AgF", "AgU", "FgA", "group1", "group2", "AgF_prior", "FgA_prior")
+_PROBS = PROB_MAPS
 #: Maps of MKDAChi2 that the blocked path computes.
 PAIRWISE_TARGETS = tuple(f"{s}_desc-{t}" for t in _TESTS for s in _STATS) + tuple(
     f"prob_desc-{p}" for p in _PROBS
@@ -147,86 +151,6 @@ def resolve_chunks(chunks: dict | None, n_features: int, n_voxels: int) -> dict[
     return {"analysis": analysis, "voxel": voxel, "feature": feature}
 
 
-# ---------------------------------------------------------------------------------- numba
-@njit(nogil=True, cache=True)
-def _split_by_voxel_chunk(indptr, indices, width, n_chunks):  # pragma: no cover - numba
-    """Split a CSR pattern by voxel chunk: per chunk, row pointers and uint16 offsets."""
-    n_rows = indptr.shape[0] - 1
-    ptrs = np.zeros((n_chunks, n_rows + 1), dtype=np.int64)
-    for r in range(n_rows):
-        for p in range(indptr[r], indptr[r + 1]):
-            ptrs[indices[p] // width, r + 1] += 1
-    starts = np.zeros(n_chunks + 1, dtype=np.int64)
-    for b in range(n_chunks):
-        for r in range(n_rows):
-            ptrs[b, r + 1] += ptrs[b, r]
-        starts[b + 1] = starts[b] + ptrs[b, n_rows]
-    out = np.empty(starts[n_chunks], dtype=np.uint16)
-    cursor = np.empty(n_chunks, dtype=np.int64)
-    for r in range(n_rows):
-        for b in range(n_chunks):
-            cursor[b] = starts[b] + ptrs[b, r]
-        for p in range(indptr[r], indptr[r + 1]):
-            v = indices[p]
-            b = v // width
-            out[cursor[b]] = v - b * width
-            cursor[b] += 1
-    return ptrs, starts, out
-
-
-@njit(nogil=True, cache=True)
-def _scatter_counts(counts, total, row0, ptr, idx, lab_ptr, lab_idx):  # pragma: no cover
-    """counts[f, v] += 1 for every feature f of every analysis active at voxel v."""
-    n_rows = ptr.shape[0] - 1
-    for r in range(n_rows):
-        a = ptr[r]
-        b = ptr[r + 1]
-        if a == b:
-            continue
-        for p in range(a, b):
-            total[idx[p]] += 1
-        s = row0 + r
-        for q in range(lab_ptr[s], lab_ptr[s + 1]):
-            row = counts[lab_idx[q]]
-            for p in range(a, b):
-                row[idx[p]] += 1
-
-
-@njit(nogil=True, cache=True)
-def _row_moments(block, xc):  # pragma: no cover - numba
-    """Per row, in one pass: mean, centred sum of squares, sum((z - mean) * xc), sum(xc),
-    min and max. Values are shifted by the row's first value for numerical stability."""
-    n_rows, width = block.shape
-    out = np.empty((n_rows, 6), dtype=np.float64)
-    sx = 0.0
-    for v in range(width):
-        sx += xc[v]
-    for r in range(n_rows):
-        k = np.float64(block[r, 0]) if width else 0.0
-        s = 0.0
-        s2 = 0.0
-        dot = 0.0
-        lo = np.inf
-        hi = -np.inf
-        for v in range(width):
-            z = np.float64(block[r, v])
-            d = z - k
-            s += d
-            s2 += d * d
-            dot += d * xc[v]
-            lo = min(lo, z)
-            hi = max(hi, z)
-        mean_d = s / width if width else 0.0
-        out[r, 0] = k + mean_d
-        out[r, 1] = max(s2 - s * mean_d, 0.0)
-        # sum((z - mean) * xc) = sum((d - mean_d) * xc)
-        out[r, 2] = dot - mean_d * sx
-        out[r, 3] = sx
-        out[r, 4] = lo
-        out[r, 5] = hi
-    return out
-
-
 # ---------------------------------------------------------------------------------- tasks
 class _MAContext:
     """What every ``decode-ma`` task shares (one graph key)."""
@@ -244,7 +168,7 @@ def _ma_task(ctx: _MAContext, block):
     indptr = np.asarray(csr.indptr, dtype=np.int64)
     indices = np.asarray(csr.indices, dtype=np.int32)
     del csr
-    ptrs, starts, offsets = _split_by_voxel_chunk(indptr, indices, ctx.width, ctx.n_chunks)
+    ptrs, starts, offsets = split_by_voxel_chunk(indptr, indices, ctx.width, ctx.n_chunks)
     return ptrs, starts, offsets, np.diff(indptr)
 
 
@@ -281,7 +205,7 @@ def _counts_task(labels: _Labels, width: int, row0s: tuple, *pieces):
     counts = np.zeros((labels.n_features, width), dtype=np.int32)
     total = np.zeros(width, dtype=np.int32)
     for row0, (ptr, idx) in zip(row0s, pieces, strict=True):
-        _scatter_counts(counts, total, int(row0), ptr, idx, labels.indptr, labels.indices)
+        scatter_counts(counts, total, int(row0), ptr, idx, labels.indptr, labels.indices)
     return counts, total
 
 
@@ -325,19 +249,19 @@ def _nulls_task(spec: _MapSpec, labels: _Labels, coverage: np.ndarray) -> dict:
 
 
 def _density_table(prop_active: np.ndarray, value: float, stat_name: str) -> np.ndarray:
-    """MKDADensity's map value for each possible count k = 0..n (float32, as stored)."""
+    """MKDADensity's map value for each possible count k = 0..n (float32, as stored).
+
+    The null and the maps are MKDADensity's (uniform weights): the Poisson-binomial of the
+    coverage fractions on the bins 0..n, and
+    :func:`~nimare_dask.meta.cbma.mkda_stats.approximate_maps` of the statistic ``k * value``.
+    """
     n = len(prop_active)
     bins = np.arange(n + 1, step=1)
-    null = poisson_binomial_null(prop_active)
     stat = np.arange(n + 1, dtype=np.float64) * np.float64(np.float32(value))
     if stat_name == "stat":
         return _result_dtype("stat", stat)
-    p = nullhist_to_p(stat, null, bins)
-    if stat_name == "p":
-        return _result_dtype("p", p)
-    if stat_name == "z":
-        return _result_dtype("z", p_to_z(p, tail="one"))
-    return _result_dtype("logp", nlogp_to_logp(-np.log(p)))
+    maps = approximate_maps(stat, poisson_binomial_null(prop_active), bins)
+    return _result_dtype(stat_name, maps[stat_name])
 
 
 def _result_dtype(name: str, values: np.ndarray) -> np.ndarray:
@@ -348,15 +272,6 @@ def _result_dtype(name: str, values: np.ndarray) -> np.ndarray:
     elif name.startswith("logp"):
         out = np.clip(out, np.float32(0), np.float32(_FLOAT32_MAX))
     return out
-
-
-def _one_way_expected(counts, n, expected):
-    """MKDAChi2's uniformity test with the expectation (the map mean) given."""
-    denominator = expected * (n - expected)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        chi2 = (counts - expected) ** 2 * n / denominator
-    chi2 = np.where(denominator == 0, 0.0, chi2)
-    return chi2, np.sign(counts - expected)
 
 
 def pairwise_map_block(
@@ -371,7 +286,7 @@ def pairwise_map_block(
 ) -> np.ndarray:
     """One MKDAChi2 map for a slice of features from active-study counts (float64).
 
-    The expressions are those of :func:`nimare_dask.meta.cbma.mkda.chi2_maps`, with the
+    The functions are MKDAChi2's (:mod:`nimare_dask.meta.cbma.mkda_stats`), with the
     per-feature group sizes broadcast along the voxel axis, so the values are identical.
 
     Parameters
@@ -400,38 +315,10 @@ def pairwise_map_block(
     c2 = np.asarray(total, dtype=np.float64)[None, :] - c1
     n2 = n_total - n1
     stat, desc = target.split("_desc-", 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if stat == "prob":
-            p_agf = c1 / n1
-            p_agu = c2 / n2
-            if desc in ("AgF", "group1"):
-                return p_agf
-            if desc in ("AgU", "group2"):
-                return p_agu
-            p_a = (c1 + c2) / n_total
-            if desc == "A":
-                return p_a
-            if desc == "FgA":
-                return p_agf * (n1 / n_total) / p_a
-            p_agf_prior = prior * p_agf + (1 - prior) * p_agu
-            if desc == "AgF_prior":
-                return p_agf_prior
-            return p_agf * prior / p_agf_prior
-        if desc == "association":
-            chi2 = two_way_counts(c1, c2, n1, n2)
-            sign = np.sign(c1 / n1 - c2 / n2)
-        elif desc in ("uniformity", "group1"):
-            chi2, sign = _one_way_expected(c1, n1, mean1)
-        else:
-            chi2, sign = _one_way_expected(c2, n2, mean2)
-    if stat == "z":
-        return np.sqrt(chi2) * sign
-    if stat == "chi2":
-        return chi2
-    nlogp = chi2_to_nlogp(chi2, 1)
-    if stat == "p":
-        return nlogp_to_p(nlogp, dtype=np.float64)
-    return nlogp_to_logp(nlogp)
+    if stat == "prob":
+        return prob_map(desc, c1, c2, n1, n2, prior)
+    chi2, sign = chi2_test(desc, c1, c2, n1, n2, mean1, mean2)
+    return chi2_stat_maps(chi2, sign, (stat,))[stat]
 
 
 def _maps_task(spec: _MapSpec, counts_total, extra) -> np.ndarray:
@@ -564,42 +451,6 @@ def blocked_feature_maps(
 
 
 # ---------------------------------------------------------------------------------- maps
-def _as_values(img, grid: Grid) -> np.ndarray:
-    """An image (NIfTI, path) or 1-D array over the grid's voxels, as float64 values."""
-    if isinstance(img, str | Path | nib.Nifti1Image) or hasattr(img, "get_fdata"):
-        # as nilearn's masker: float32 values
-        values = np.asarray(grid.to_map(img), dtype=np.float32)
-    else:
-        values = np.asarray(img)
-    if values.ndim != 1 or values.shape[0] != grid.n_voxels:
-        raise ValueError(
-            f"the image to decode must be a 3-D image or a 1-D array of {grid.n_voxels} "
-            f"in-mask values; got shape {values.shape}"
-        )
-    return values.astype(np.float64)
-
-
-def _moments_task(block, xc, v0: int, v1: int):
-    return _row_moments(np.ascontiguousarray(block), np.ascontiguousarray(xc[v0:v1]))
-
-
-def _pearson_task(width_list: tuple, norm_x: float, *parts) -> np.ndarray:
-    """Combine per-chunk row moments (Chan et al.) into Pearson r per row."""
-    n = np.asarray(width_list, dtype=np.float64)
-    stacked = np.stack(parts)  # (n_chunks, rows, 6)
-    means, m2, dots, sxs = stacked[..., 0], stacked[..., 1], stacked[..., 2], stacked[..., 3]
-    total = n.sum()
-    grand = (n[:, None] * means).sum(axis=0) / total
-    ss = m2.sum(axis=0) + (n[:, None] * (means - grand) ** 2).sum(axis=0)
-    dot = (dots + means * sxs).sum(axis=0)
-    lo = stacked[..., 4].min(axis=0)
-    hi = stacked[..., 5].max(axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = dot / (np.sqrt(ss) * norm_x)
-    # a constant map has no variance: NiMARE's 0/0 gives NaN
-    return np.where(lo == hi, np.nan, r)
-
-
 class FeatureMaps:
     """Per-feature maps (feature x voxel) with their provenance, lazy when stored.
 
@@ -707,62 +558,6 @@ class FeatureMaps:
             Index ``feature``, column ``r`` (float64), in map order (eager). A constant map
             gives NaN, as in NiMARE.
         """
-        x = _as_values(img, self.grid)
-        xc = x - x.mean()
-        norm_x = float(np.sqrt(np.dot(xc, xc)))
-        arr = self.maps.data
-        if not isinstance(arr, da.Array):
-            arr = _shared_array(np.asarray(arr), "decode-maps", 32768)
-        token = tokenize(arr.name, x)
-        name = f"decode-correlate-{token}"
-        comb = f"decode-pearson-{token}"
-        vstarts = np.concatenate([[0], np.cumsum(arr.chunks[1])])
-        # the centred image enters the graph once (scattered under distributed), not once per
-        # block of maps
-        xkey = shared(xc, "decode-image", token)
-        dsk: dict = {}
-        for a in range(len(arr.chunks[0])):
-            for b in range(len(arr.chunks[1])):
-                v0, v1 = int(vstarts[b]), int(vstarts[b + 1])
-                dsk[(name, a, b)] = (_moments_task, (arr.name, a, b), xkey.key, v0, v1)
-            dsk[(f"{comb}-part", a)] = (
-                _pearson_task,
-                tuple(int(w) for w in arr.chunks[1]),
-                norm_x,
-                *[(name, a, b) for b in range(len(arr.chunks[1]))],
-            )
-        dsk[comb] = (_concat, [(f"{comb}-part", a) for a in range(len(arr.chunks[0]))])
-        graph = HighLevelGraph.from_collections(comb, dsk, dependencies=(arr, xkey))
-        (r,) = compute(Delayed(comb, graph), n_cores=n_cores)
+        r = pearson_r(self.maps.data, img, self.grid, n_cores=n_cores)
         out = pd.DataFrame({"r": r}, index=pd.Index(self.features, name="feature"))
         return out
-
-
-def _columns(values: np.ndarray, v0: int, v1: int) -> np.ndarray:
-    return values[:, v0:v1]
-
-
-def _shared_array(values: np.ndarray, name: str, width: int) -> da.Array:
-    """A 2-D array as a dask array chunked along columns, held in the graph once.
-
-    Unlike :func:`dask.array.from_array`, the blocks are slices of one key (scattered to the
-    cluster under distributed): the graph does not grow with the array.
-    """
-    token = tokenize(values)
-    held = shared(values, f"{name}-values", token)
-    n_rows, n_cols = values.shape
-    bounds = list(range(0, n_cols, width)) + [n_cols]
-    if n_cols == 0:
-        bounds = [0, 0]
-    key = f"{name}-{token}"
-    dsk = {
-        (key, 0, j): (_columns, held.key, int(v0), int(v1))
-        for j, (v0, v1) in enumerate(zip(bounds[:-1], bounds[1:], strict=True))
-    }
-    graph = HighLevelGraph.from_collections(key, dsk, dependencies=(held,))
-    chunks = ((n_rows,), tuple(int(b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)))
-    return da.Array(graph, key, chunks=chunks, dtype=values.dtype)
-
-
-def _concat(parts) -> np.ndarray:
-    return np.concatenate(parts) if parts else np.zeros(0)

@@ -16,13 +16,22 @@ database (NeuroQuery: 13,459 x 7,547) costs a few MB.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
-from nimare_dask.studyset import Studyset
+from nimare_dask.studyset import Studyset, open_studyset
 
-__all__ = ["candidate_features", "label_indicator", "studies_with_foci"]
+__all__ = [
+    "LabelDatabase",
+    "candidate_features",
+    "database_from_frames",
+    "database_from_studyset",
+    "label_indicator",
+    "studies_with_foci",
+]
 
 _ID_COLUMNS = ("id", "study_id", "contrast_id")
 
@@ -144,3 +153,92 @@ def label_indicator(
             out = sp.csr_matrix((vals >= thr).astype(np.int8))
     out.sort_indices()
     return out
+
+
+# ---------------------------------------------------------------------------------- inputs
+class LabelDatabase:
+    """The discrete decoders' database: rows (analysis ids), their label indicators and focus
+    counts, and which analyses have foci."""
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        indicator: sp.csr_matrix,
+        features: list[str],
+        n_foci: np.ndarray,
+        coord_ids: np.ndarray,
+        n_foci_total: int | None = None,
+    ):
+        self.ids = np.asarray(ids, dtype=object)
+        self.indicator = sp.csr_matrix(indicator, dtype=np.int64)
+        self.features = list(features)
+        self.n_foci = np.asarray(n_foci, dtype=np.int64)
+        self.coord_ids = np.asarray(coord_ids, dtype=object)
+        #: every focus of the coordinates table (NiMARE's ``n_foci_in_database``)
+        self.n_foci_total = int(self.n_foci.sum() if n_foci_total is None else n_foci_total)
+        self._index = pd.Index(self.ids)
+
+    def rows(self, ids, what: str) -> np.ndarray:
+        ids = [str(i) for i in ([ids] if isinstance(ids, str) else list(ids))]
+        pos = self._index.get_indexer(ids)
+        if (pos < 0).any():
+            missing = [i for i, p in zip(ids, pos, strict=True) if p < 0]
+            raise KeyError(
+                f"{what}: unknown analysis id(s) {missing[:10]} (decoders use the analyses "
+                "that have foci and annotations)"
+            )
+        return pos
+
+    def subset_features(self, keep: np.ndarray) -> LabelDatabase:
+        cols = np.flatnonzero(keep)
+        return LabelDatabase(
+            self.ids,
+            self.indicator[:, cols],
+            [self.features[c] for c in cols],
+            self.n_foci,
+            self.coord_ids,
+            self.n_foci_total,
+        )
+
+
+def database_from_studyset(studyset, feature_group, features, frequency_threshold) -> LabelDatabase:
+    """A :class:`LabelDatabase` of the analyses with foci of a studyset (or a store path)."""
+    if isinstance(studyset, str | Path):
+        studyset = open_studyset(studyset)
+    if not isinstance(studyset, Studyset):
+        raise TypeError(f"expected a Studyset or a store path; got {type(studyset).__name__}")
+    ss = studies_with_foci(studyset)
+    names = candidate_features(ss.labels, feature_group, features)
+    ind = label_indicator(ss, names, frequency_threshold)
+    return LabelDatabase(ss.ids, ind, names, ss.foci_counts(), ss.ids)
+
+
+def database_from_frames(
+    coordinates: pd.DataFrame,
+    annotations: pd.DataFrame,
+    feature_group,
+    features,
+    frequency_threshold,
+) -> LabelDatabase:
+    """NiMARE's function-form inputs: a coordinates table and an annotations table."""
+    for name, frame in (("coordinates", coordinates), ("annotations", annotations)):
+        if not isinstance(frame, pd.DataFrame) or "id" not in frame:
+            raise TypeError(f"{name} must be a DataFrame with an 'id' column")
+    labels = [c for c in annotations.columns if c not in ("id", "study_id", "contrast_id")]
+    names = candidate_features(labels, feature_group, features)
+    sub = annotations[names]
+    thr = float(frequency_threshold)
+    if thr > 0 and len(names) and all(isinstance(t, pd.SparseDtype) for t in sub.dtypes):
+        vals = sp.csr_matrix(sub.sparse.to_coo())
+        keep = vals.data >= thr
+        ind = sp.csr_matrix((keep.astype(np.int8), vals.indices, vals.indptr), shape=vals.shape)
+        ind.eliminate_zeros()
+    else:
+        with np.errstate(invalid="ignore"):
+            ind = sp.csr_matrix((sub.to_numpy(dtype=float) >= thr).astype(np.int8))
+    ann_ids = annotations["id"].astype(str).to_numpy()
+    coord_ids = coordinates["id"].astype(str)
+    n_foci = coord_ids.value_counts().reindex(ann_ids, fill_value=0).to_numpy()
+    return LabelDatabase(
+        ann_ids, ind, names, n_foci, np.unique(coord_ids.to_numpy()), n_foci_total=len(coord_ids)
+    )

@@ -196,9 +196,18 @@ class Diagnostics:
 
     # ------------------------------------------------------------------ subclass hook
     def _contributions(
-        self, result: MetaResult, contexts: list[TailContext], value_map: str | None
+        self,
+        result: MetaResult,
+        contexts: list[TailContext],
+        value_map: str | None,
+        studysets: tuple,
     ) -> list[np.ndarray]:  # pragma: no cover - overridden
-        """One (n_analyses, n_clusters) array per tail context."""
+        """One (n_analyses, n_clusters) array per tail context.
+
+        ``studysets`` is ``(studyset, studyset2)`` as the estimator used them (``studyset2``
+        None for one-sample estimators): passed along, never kept on ``self``, so one
+        diagnostic may run on several results at once.
+        """
         raise NotImplementedError
 
     #: Whether the subclass compares a value map (Jackknife) or not (FocusCounter).
@@ -207,15 +216,18 @@ class Diagnostics:
     # ------------------------------------------------------------------ inputs
     @staticmethod
     def _studysets(result: MetaResult, studyset, studyset2) -> tuple:
-        """The studysets the result was fitted on: given, or kept by the estimator."""
+        """The studysets the result was fitted on: given, else the result's own inputs (given
+        with ``set_inputs`` or stored with a reopened result; not the live estimator's, which
+        may have been fitted again since)."""
         est = result.estimator
         pairwise = isinstance(est, PairwiseCBMAEstimator)
+        known = result.get_inputs(estimator=False) if studyset is None or studyset2 is None else {}
         if pairwise:
-            s1 = studyset if studyset is not None else getattr(est, "studyset1_", None)
-            s2 = studyset2 if studyset2 is not None else getattr(est, "studyset2_", None)
+            s1 = studyset if studyset is not None else known.get("studyset1")
+            s2 = studyset2 if studyset2 is not None else known.get("studyset2")
             missing = s1 is None or s2 is None
         else:
-            s1 = studyset if studyset is not None else getattr(est, "studyset_", None)
+            s1 = studyset if studyset is not None else known.get("studyset")
             s2 = None
             missing = s1 is None
         if missing:
@@ -263,9 +275,11 @@ class Diagnostics:
             A coordinate-based meta-analysis result.
         studyset : Studyset, optional
             The studyset ``result`` was fitted on (group 1 for pairwise estimators); default:
-            the estimator's ``studyset_`` (``studyset1_``) attribute where it keeps one.
+            the result's own input (given with
+            :meth:`~nimare_dask.results.MetaResult.set_inputs`, or stored with a reopened
+            result).
         studyset2 : Studyset, optional
-            Pairwise estimators: group 2 (default: the estimator's ``studyset2_``).
+            Pairwise estimators: group 2 (default: the result's ``studyset2`` input).
 
         Returns
         -------
@@ -375,7 +389,7 @@ class Diagnostics:
             contexts.append(TailContext(sign, labels, ids, group, ss))
 
         value_map = self._value_map(result) if self._needs_value_map else None
-        values = self._contributions(result, contexts, value_map)
+        values = self._contributions(result, contexts, value_map, (s1, s2))
         tables = []
         for ctx, vals in zip(contexts, values, strict=True):
             frame = pd.DataFrame(vals, columns=ctx.columns)

@@ -43,7 +43,11 @@ class FocusCounter(Diagnostics):
     _needs_value_map = False
 
     def _contributions(
-        self, result: MetaResult, contexts: list[TailContext], value_map: str | None
+        self,
+        result: MetaResult,
+        contexts: list[TailContext],
+        value_map: str | None,
+        studysets: tuple,
     ) -> list[np.ndarray]:
         grid = result.grid
         out = []

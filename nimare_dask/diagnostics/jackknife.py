@@ -183,13 +183,17 @@ class Jackknife(Diagnostics):
     """
 
     def _contributions(
-        self, result: MetaResult, contexts: list[TailContext], value_map: str | None
+        self,
+        result: MetaResult,
+        contexts: list[TailContext],
+        value_map: str | None,
+        studysets: tuple,
     ) -> list[np.ndarray]:
         est = result.estimator
         rule = self._rule(est, value_map)
         if rule is None:
-            return self._refit_contributions(result, contexts, value_map)
-        return self._shared_contributions(result, contexts, value_map, rule)
+            return self._refit_contributions(result, contexts, value_map, studysets)
+        return self._shared_contributions(result, contexts, value_map, rule, studysets)
 
     @staticmethod
     def _rule(est, value_map: str | None) -> str | None:
@@ -210,7 +214,9 @@ class Jackknife(Diagnostics):
         return None
 
     # ------------------------------------------------------------------ shared reductions
-    def _shared_contributions(self, result, contexts, value_map, rule) -> list[np.ndarray]:
+    def _shared_contributions(
+        self, result, contexts, value_map, rule, studysets_used
+    ) -> list[np.ndarray]:
         est = result.estimator
         kernel = est.kernel
         grid = result.grid
@@ -224,8 +230,7 @@ class Jackknife(Diagnostics):
         studysets = {ctx.group: ctx.studyset for ctx in contexts}
         pairwise = rule in ("subtraction", "chi2")
         if pairwise:
-            s1, s2 = self._studysets(result, *self._given)
-            studysets = {1: s1, 2: s2}
+            studysets = {1: studysets_used[0], 2: studysets_used[1]}
         all_vox = np.unique(np.concatenate([np.flatnonzero(ctx.labels > 0) for ctx in contexts]))
         # voxel indices travel as shared keys (scattered under distributed), never as literal
         # fancy indices in the graph: they grow with the clusters
@@ -318,13 +323,13 @@ class Jackknife(Diagnostics):
             )
 
     # ------------------------------------------------------------------ refits
-    def _refit_contributions(self, result, contexts, value_map) -> list[np.ndarray]:
+    def _refit_contributions(self, result, contexts, value_map, studysets) -> list[np.ndarray]:
         est = result.estimator
         if est is None or not hasattr(est, "fit"):
             raise ValueError("Jackknife needs the result's estimator to refit it")
         full = np.asarray(result.get_map(value_map, return_type="array"))
         pairwise = any(ctx.group for ctx in contexts)
-        s1, s2 = self._studysets(result, *self._given) if pairwise else (None, None)
+        s1, s2 = studysets if pairwise else (None, None)
         out = []
         for ctx in contexts:
             groups = ctx.voxel_groups
@@ -360,7 +365,7 @@ class Jackknife(Diagnostics):
             A coordinate-based meta-analysis result.
         studyset : Studyset, optional
             The studyset ``result`` was fitted on (group 1 for pairwise estimators); default:
-            the estimator's ``studyset_`` (``studyset1_``) where it keeps one.
+            the result's own input (``set_inputs``, or stored with a reopened result).
         studyset2 : Studyset, optional
             Pairwise estimators: group 2.
 
@@ -370,8 +375,4 @@ class Jackknife(Diagnostics):
             A copy of ``result`` with the tables and label maps added (eager: the shared
             reductions and every leave-one-out task run in one ``dask.compute``).
         """
-        self._given = (studyset, studyset2)
-        try:
-            return super().transform(result, studyset, studyset2)
-        finally:
-            del self._given
+        return super().transform(result, studyset, studyset2)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from nimare_dask.meta.text import INPUTS_SENTENCE, sig
 from nimare_dask.reports.clusters import default_threshold, is_cluster_level
 from nimare_dask.results import MetaResult
 from nimare_dask.results.references import merge_bibtex, references_for
@@ -45,25 +46,38 @@ def package_versions() -> dict[str, str]:
 
 
 def _fmt(x: float) -> str:
+    """Millimetres and sample sizes as printed: 2 decimals at most (10.16, 9.5, 10)."""
     return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def _estimator(result: MetaResult) -> Any:
+    """The result's estimator, or for a reopened result the one its record describes."""
+    if result.estimator is not None:
+        return result.estimator
+    from nimare_dask.meta.rebuild import estimator_from_info
+
+    try:
+        return estimator_from_info(result.estimator_info)
+    except (ValueError, TypeError):
+        return None
 
 
 def _kernel_text(est: Any, studysets: list[Studyset]) -> str:
     kernel = getattr(est, "kernel", None)
     if kernel is None:
         return ""
-    name = type(kernel).__name__
+    name = type(kernel).__name__.replace("Kernel", " kernel")
     if hasattr(kernel, "fwhm_for"):
         if getattr(kernel, "fwhm", None) is not None:
             return (
-                f"The {name} used a Gaussian kernel with a fixed full width at half maximum "
-                f"(FWHM) of {_fmt(kernel.fwhm)} mm for every experiment."
+                f"The {name} was a Gaussian with a fixed full width at half maximum (FWHM) of "
+                f"{_fmt(kernel.fwhm)} mm for every experiment."
             )
         if getattr(kernel, "sample_size", None) is not None:
             return (
-                f"The {name} used one Gaussian kernel for every experiment, with the FWHM of a "
-                f"sample of {_fmt(kernel.sample_size)} participants "
-                f"({_fmt(kernel.fwhm_for())} mm) \\citep{{eickhoff2009coordinate}}."
+                f"The {name} was one Gaussian for every experiment, with the FWHM of a sample of "
+                f"{_fmt(kernel.sample_size)} participants ({_fmt(kernel.fwhm_for())} mm) "
+                "\\citep{eickhoff2009coordinate}."
             )
         sizes = np.concatenate([np.asarray(s.sample_sizes, dtype=float) for s in studysets])
         sizes = sizes[np.isfinite(sizes)]
@@ -78,11 +92,15 @@ def _kernel_text(est: Any, studysets: list[Studyset]) -> str:
             for n, c in zip(uniq, counts, strict=True)
         ]
         fwhms = sorted({round(kernel.fwhm_for(n), 2) for n in uniq})
+        if len(fwhms) == 1:
+            return (
+                f"The {name}'s Gaussian FWHM was derived from each experiment's sample size "
+                f"\\citep{{eickhoff2009coordinate}}: {'; '.join(parts)}."
+            )
         return (
             f"The {name}'s Gaussian FWHM was derived from each experiment's sample size "
-            f"\\citep{{eickhoff2009coordinate}}, giving {len(fwhms)} distinct "
-            f"FWHM{'s' if len(fwhms) > 1 else ''} between {_fmt(min(fwhms))} and "
-            f"{_fmt(max(fwhms))} mm: {'; '.join(parts)}."
+            f"\\citep{{eickhoff2009coordinate}}, giving {len(fwhms)} distinct FWHMs between "
+            f"{_fmt(min(fwhms))} and {_fmt(max(fwhms))} mm: {'; '.join(parts)}."
         )
     r = getattr(kernel, "r", None)
     if r is not None:
@@ -94,53 +112,83 @@ def _kernel_text(est: Any, studysets: list[Studyset]) -> str:
     return ""
 
 
-def _inputs_text(studysets: list[Studyset]) -> str:
-    if not studysets:
-        return ""
-    texts = []
-    for i, ss in enumerate(studysets):
-        n_studies = len(np.unique(ss.study_ids))
-        sizes = np.asarray(ss.sample_sizes, dtype=float)
-        participants = (
-            f", {int(np.nansum(sizes))} participants in total" if np.isfinite(sizes).any() else ""
-        )
-        label = f"Group {i + 1}" if len(studysets) > 1 else "The input"
-        texts.append(
-            f"{label} comprised {n_studies} studies, {len(ss)} analyses (experiments) and "
-            f"{len(ss.coordinates)} foci{participants}."
-        )
-    return " ".join(texts)
+_WHICH = {
+    None: "input dataset",
+    1: "first input dataset (group 1)",
+    2: "second input dataset (group 2)",
+}
 
 
-def _settings_text(result: MetaResult) -> str:
-    est = result.estimator_info or {}
-    params = est.get("params", {})
-    cor = result.corrector_info or {}
-    cparams = cor.get("params", {})
-    bits = []
-    null = params.get("null_method")
-    if null:
-        bits.append(f"uncorrected p-values from the {null} null distribution")
-    if cor:
-        method = cparams.get("method")
-        desc = f"{cor.get('class', 'correction')} (method={method!r}"
-        if method == "montecarlo":
-            n_iters = cparams.get("n_iters") or params.get("n_iters")
-            desc += (
-                f", {n_iters} iterations, cluster-forming threshold p < "
-                f"{cparams.get('voxel_thresh')}"
-            )
-            if cparams.get("vfwe_only"):
-                desc += ", voxel-level only"
-        desc += ")"
-        bits.append(desc)
-    elif params.get("n_iters"):
-        bits.append(f"{params['n_iters']} iterations")
-    seed = cparams.get("random_state", params.get("random_state"))
-    bits.append(
-        f"random seed {seed}" if seed is not None else "no fixed random seed (random_state=None)"
+def _input_counts(ss: Studyset, which: int | None) -> str:
+    """The report's sentence on one input: studies, analyses, foci, participants."""
+    n_studies = len(np.unique(ss.study_ids))
+    sizes = np.asarray(ss.sample_sizes, dtype=float)
+    participants = (
+        f", with a total of {int(np.nansum(sizes))} participants"
+        if np.isfinite(sizes).any()
+        else ""
     )
-    return "Settings: " + "; ".join(bits) + "."
+    return (
+        f"The {_WHICH[which]} comprised {n_studies} studies, {len(ss)} analyses (experiments) "
+        f"and {len(ss.coordinates)} foci{participants}."
+    )
+
+
+def _merge_inputs(description: str, kernel: str, studysets: list[Studyset]) -> tuple[str, str]:
+    """Put the report's input sentences (and the kernel text) in the description.
+
+    Each estimator states its input's size in one sentence
+    (:func:`nimare_dask.meta.text.inputs_sentence`); where that sentence describes the
+    studyset given here (same foci and experiments), the fuller sentence replaces it, the
+    kernel text just before the first one, so that no count is said twice. What found no
+    place is returned, to be appended.
+    """
+    rest = []
+    for i, ss in enumerate(studysets):
+        which = None if len(studysets) == 1 else i + 1
+        sentence = _input_counts(ss, which)
+        n_foci, n_exps = int(ss.foci_counts().sum()), len(ss)
+        for m in INPUTS_SENTENCE.finditer(description):
+            if (
+                m["which"] == _WHICH[which]
+                and int(m["foci"]) == n_foci
+                and int(m["experiments"]) == n_exps
+            ):
+                if kernel:
+                    sentence = f"{kernel} {sentence}"
+                    kernel = ""
+                description = description[: m.start()] + sentence + description[m.end() :]
+                break
+        else:
+            rest.append(sentence)
+    return description, " ".join(p for p in (kernel, *rest) if p)
+
+
+def _seed_text(result: MetaResult) -> str:
+    """The random seed(s) of what ran at random (as recorded by the runs), once."""
+    seeds = []
+    for name, table in result.tables.items():
+        if name.startswith("montecarlo") and "random_state" in table and len(table):
+            seeds.append(str(table["random_state"].iloc[0]))
+    if not seeds:
+        params = (result.estimator_info or {}).get("params", {})
+        random_fit = params.get("null_method") == "montecarlo" or (
+            (result.estimator_info or {}).get("class") in ("SCALE", "ALESubtraction")
+        )
+        if not random_fit:
+            return ""
+        seed = params.get("random_state")
+        seeds.append("None" if seed is None else str(seed))
+    out = []
+    for seed in dict.fromkeys(seeds):
+        if seed.startswith("None (permutation"):
+            out.append("permutation i was seeded with i (random_state=None, as NiMARE)")
+        elif seed == "None":
+            out.append("no fixed random seed was set (random_state=None)")
+        else:
+            out.append(f"the random seed was {seed}")
+    text = "; ".join(out)
+    return f"For the Monte Carlo procedures, {text}."
 
 
 def _threshold_text(result: MetaResult) -> str:
@@ -154,14 +202,16 @@ def _threshold_text(result: MetaResult) -> str:
         out.append(
             f"Cluster-level corrected z maps ({', '.join(cluster)}) hold, in every voxel of a "
             "cluster, the z value of the cluster's corrected p; thresholded at z > "
-            f"{default_threshold(cluster[0]):.3f} they show the clusters with one-sided "
+            f"{sig(default_threshold(cluster[0]))} they show the clusters with one-sided "
             "corrected p < 0.05."
         )
     if voxel:
         for name in voxel:
             thr = default_threshold(name)
-            tails = "one-sided" if thr < 1.7 else "two-sided"
-            out.append(f"{name} is significant at |z| > {thr:.3f} ({tails} p < 0.05).")
+            if thr < 1.7:
+                out.append(f"{name} is significant at z > {sig(thr)} (one-sided p < 0.05).")
+            else:
+                out.append(f"{name} is significant at |z| > {sig(thr)} (two-sided p < 0.05).")
     return " ".join(out)
 
 
@@ -172,7 +222,9 @@ def _diagnostics_text(result: MetaResult) -> str:
         params = diag.get("params", {}) if isinstance(diag, dict) else diag.get_params()
         target = params.get("target_image")
         thr = params.get("target_threshold")
-        where = f"the clusters of {target}" + (f" thresholded at {thr}" if thr is not None else "")
+        where = f"the clusters of {target}" + (
+            f" thresholded at {sig(thr)}" if thr is not None else ""
+        )
         if name == "Jackknife":
             out.append(
                 f"Each experiment's contribution to {where} was estimated with a jackknife: "
@@ -211,10 +263,10 @@ def methods_text(
         The text (LaTeX citations ``\\citep{...}``).
     """
     studysets = [s for s in (studyset, studyset2) if s is not None]
-    parts = [result.description.strip()]
-    parts.append(_kernel_text(result.estimator, studysets))
-    parts.append(_inputs_text(studysets))
-    parts.append(_settings_text(result))
+    kernel = _kernel_text(_estimator(result), studysets)
+    description, rest = _merge_inputs(result.description.strip(), kernel, studysets)
+    parts = [description, rest]
+    parts.append(_seed_text(result))
     parts.append(_threshold_text(result))
     parts.append(_diagnostics_text(result))
     if atlas:

@@ -150,7 +150,9 @@ class MetaResult:
         One variable per map, dim ``voxel``.
     estimator_info, corrector_info : dict or None
         ``{"class": name, "params": {...}}``; for a reopened result these are all that is left
-        of the estimator and corrector objects.
+        of the estimator and corrector objects (with the inputs stored beside them, see
+        :meth:`get_inputs`, the estimator can be refitted: a Monte Carlo correction of a
+        reopened result does so).
     """
 
     def __init__(
@@ -181,6 +183,10 @@ class MetaResult:
         self.diagnostics = list(diagnostics or [])
         self._estimator_info: dict | None = None
         self._corrector_info: dict | None = None
+        #: Inputs given with :meth:`set_inputs`, or opened from the store (see get_inputs).
+        self._inputs: dict[str, Any] = {}
+        #: Where a reopened result's store keeps its inputs ({name: (kind, Location)}).
+        self._stored_inputs: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ contents
     def add_maps(self, maps: Mapping[str, Any] | xr.Dataset) -> MetaResult:
@@ -243,6 +249,81 @@ class MetaResult:
         if self.corrector is not None:
             return object_info(self.corrector)
         return self._corrector_info
+
+    # ------------------------------------------------------------------ inputs
+    #: Names of the inputs a result may keep: the studyset(s) an estimator was fitted on and
+    #: ALESubtraction's inference masks.
+    INPUT_NAMES = ("studyset", "studyset1", "studyset2", "mask1", "mask2")
+
+    def set_inputs(self, **inputs: Any) -> MetaResult:
+        """Attach the inputs the result was fitted on (used by Monte Carlo corrections and
+        diagnostics of a reopened result, and written by :meth:`to_zarr`).
+
+        Parameters
+        ----------
+        **inputs
+            ``studyset=`` (one-sample estimators) or ``studyset1=``, ``studyset2=`` (pairwise
+            estimators), as :class:`~nimare_dask.studyset.Studyset`; ``mask1=``, ``mask2=``
+            (ALESubtraction's inference masks, boolean arrays over the grid's voxels).
+
+        Returns
+        -------
+        MetaResult
+            ``self``.
+        """
+        from nimare_dask.studyset import Studyset
+
+        for name, value in inputs.items():
+            if name not in self.INPUT_NAMES:
+                raise TypeError(f"unknown input {name!r}; inputs are {', '.join(self.INPUT_NAMES)}")
+            if name.startswith("studyset") and not isinstance(value, Studyset):
+                raise TypeError(f"{name} must be a Studyset, not {type(value).__name__}")
+            if name.startswith("mask") and value is not None:
+                value = np.asarray(value, dtype=bool).reshape(-1)
+                if value.shape[0] != self.grid.n_voxels:
+                    raise ValueError(
+                        f"{name} has {value.shape[0]} values but the grid has "
+                        f"{self.grid.n_voxels} voxels"
+                    )
+            self._inputs[name] = value
+        return self
+
+    def get_inputs(self, estimator: bool = True) -> dict[str, Any]:
+        """The inputs the result was fitted on, where known.
+
+        In order of precedence: those given to :meth:`set_inputs`, those of the live
+        estimator's last fit (``estimator.inputs_``), those stored with the result
+        (:meth:`to_zarr` writes them; a reopened result opens them on first use).
+
+        Parameters
+        ----------
+        estimator : bool
+            Include the live estimator's inputs (those of its *last* fit, which may not be
+            this result's if it was fitted again since).
+
+        Returns
+        -------
+        dict
+            ``{name: Studyset or mask}`` (names from :attr:`INPUT_NAMES`); empty when none is
+            known. Studysets are opened lazily (foci read on use).
+        """
+        out: dict[str, Any] = {}
+        from_estimator = (getattr(self.estimator, "inputs_", None) or {}) if estimator else {}
+        for name in self.INPUT_NAMES:
+            if name in getattr(self, "_inputs", {}):
+                value = self._inputs[name]
+            elif name in from_estimator:
+                value = from_estimator[name]
+            elif name in getattr(self, "_stored_inputs", {}):
+                from nimare_dask.results.store import open_input
+
+                value = open_input(self, name)
+                self._inputs[name] = value
+            else:
+                continue
+            if value is not None:
+                out[name] = value
+        return out
 
     @property
     def is_lazy(self) -> bool:
@@ -352,6 +433,8 @@ class MetaResult:
             for k, v in self.null_distributions.items()
         }
         new.diagnostics = list(self.diagnostics)
+        new._inputs = dict(getattr(self, "_inputs", {}))
+        new._stored_inputs = dict(getattr(self, "_stored_inputs", {}))
         return new
 
     # ------------------------------------------------------------------ output
@@ -454,7 +537,12 @@ class MetaResult:
         return paths
 
     def to_zarr(
-        self, path_or_url: str | Path, overwrite: bool = False, **storage_options: Any
+        self,
+        path_or_url: str | Path,
+        overwrite: bool = False,
+        *,
+        inputs: bool = True,
+        **storage_options: Any,
     ) -> str:
         """Persist the result as a Zarr v3 group, atomically (see :mod:`.store`).
 
@@ -464,6 +552,10 @@ class MetaResult:
             Destination folder or fsspec URL (``memory://``, ``s3://`` ...).
         overwrite : bool
             Replace an existing result there.
+        inputs : bool
+            Also store the inputs (:meth:`get_inputs`: the studysets the estimator was
+            fitted on), so that the reopened result can be corrected by Monte Carlo or
+            diagnosed without them at hand.
         **storage_options
             fsspec options for URLs.
 
@@ -474,7 +566,9 @@ class MetaResult:
         """
         from nimare_dask.results.store import write_result
 
-        return write_result(self, path_or_url, overwrite=overwrite, **storage_options)
+        return write_result(
+            self, path_or_url, overwrite=overwrite, inputs=inputs, **storage_options
+        )
 
     def __repr__(self) -> str:
         est = (self.estimator_info or {}).get("class", "None")

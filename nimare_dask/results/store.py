@@ -10,6 +10,14 @@ Layout (one Zarr group, readable with plain xarray/zarr; JSON and arrays only, n
                             ``row`` (attrs: original name and dtype); object/string columns as
                             JSON text per cell; a non-trivial index as variable ``index``
     <root>/nulls/           xarray Dataset, variable ``null_<i>`` per null distribution
+    <root>/inputs/<name>/   optional (``attrs["inputs"]`` lists them): the inputs the estimator
+                            was fitted on, so that a reopened result can be corrected by Monte
+                            Carlo or diagnosed; ``studyset``, ``studyset1``, ``studyset2`` are
+                            complete studyset stores (:func:`~nimare_dask.studyset.open_studyset`
+                            opens them), ``mask1``/``mask2`` (ALESubtraction's inference masks)
+                            an xarray Dataset with the boolean variable ``mask`` over ``voxel``.
+                            Results written without inputs (or before they were kept) open as
+                            before; only what needs the inputs says they are missing.
 
 The write is atomic as for studyset stores (:mod:`nimare_dask.storage`): a new version under its
 own prefix, published by a pointer object written last, on local disk and object stores alike.
@@ -131,6 +139,7 @@ def write_result(
     path_or_url: str | Path,
     *,
     overwrite: bool = False,
+    inputs: bool = True,
     storage_options: dict | None = None,
     **more_storage_options: Any,
 ) -> str:
@@ -145,6 +154,8 @@ def write_result(
     overwrite : bool
         Replace an existing destination; without it an existing one raises ``StoreError`` and
         is left untouched.
+    inputs : bool
+        Also write the result's inputs (:meth:`MetaResult.get_inputs`) under ``inputs/``.
     storage_options : dict, optional
         fsspec options for URLs; also accepted as keywords.
 
@@ -157,7 +168,7 @@ def write_result(
     try:
         vs = VersionedStore(Location(path_or_url, opts), FORMAT_NAME, FORMAT_VERSION)
         with vs.transaction(overwrite=overwrite) as tx:
-            _write_version(result, tx)
+            _write_version(result, tx, inputs=inputs)
     except storage.StoreError as err:
         if isinstance(err, StoreError):
             raise
@@ -165,7 +176,23 @@ def write_result(
     return vs.location.url
 
 
-def _write_version(result: MetaResult, tx: storage.Transaction) -> None:
+def _write_inputs(result: MetaResult, location: Location) -> dict[str, str]:
+    """Write the result's inputs under ``location/inputs``; ``{name: kind}`` of those written."""
+    written: dict[str, str] = {}
+    for name, value in result.get_inputs().items():
+        if name.startswith("studyset"):
+            target = location.join("inputs", name)
+            # a complete studyset store, read back by open_studyset (one writer, one reader)
+            value.to_zarr(target.url, **target.storage_options)
+            written[name] = "studyset"
+        elif name.startswith("mask"):
+            mask = xr.Dataset({"mask": ("voxel", np.asarray(value, dtype=bool))})
+            storage.write_dataset(mask, location, group=f"inputs/{name}")
+            written[name] = "mask"
+    return written
+
+
+def _write_version(result: MetaResult, tx: storage.Transaction, inputs: bool = True) -> None:
     root = zarr.open_group(tx.zarr_store(), mode="w", zarr_format=3)
     names = result.maps_names
     if names:
@@ -190,6 +217,7 @@ def _write_version(result: MetaResult, tx: storage.Transaction) -> None:
             dims = tuple(f"null_{i}_dim_{d}" for d in range(arr.ndim))
             nulls[f"null_{i}"] = xr.Variable(dims, arr, attrs={"name": name})
         storage.write_dataset(xr.Dataset(nulls), tx.location, group="nulls")
+    stored_inputs = _write_inputs(result, tx.location) if inputs else {}
     from nimare_dask import __version__
 
     info = {
@@ -200,6 +228,7 @@ def _write_version(result: MetaResult, tx: storage.Transaction) -> None:
         "maps": names,
         "tables": list(result.tables),
         "null_distributions": list(result.null_distributions),
+        "inputs": stored_inputs,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "library_version": __version__,
     }
@@ -259,7 +288,9 @@ def open_result(
     MetaResult
         Maps lazy (dask-backed); tables and null distributions loaded (small). The estimator
         and corrector objects are not restored: ``estimator_info`` and ``corrector_info``
-        hold their class names and parameters.
+        hold their class names and parameters. Stored inputs (the studysets the estimator was
+        fitted on) are opened on first use (:meth:`MetaResult.get_inputs`); a Monte Carlo
+        correction of the reopened result refits the estimator on them.
     """
     opts = merge_storage_options(storage_options, more_storage_options)
     try:
@@ -296,5 +327,42 @@ def open_result(
     )
     result._estimator_info = info.get("estimator")
     result._corrector_info = info.get("corrector")
+    result._stored_inputs = {
+        name: (kind, version) for name, kind in (info.get("inputs") or {}).items()
+    }
     result.location = loc
     return result
+
+
+def open_input(result: MetaResult, name: str) -> Any:
+    """Open one input stored with a reopened result (see :meth:`MetaResult.get_inputs`).
+
+    Parameters
+    ----------
+    result : MetaResult
+        A result from :func:`open_result` whose store holds ``inputs/<name>``.
+    name : str
+        ``"studyset"``, ``"studyset1"``, ``"studyset2"``, ``"mask1"`` or ``"mask2"``.
+
+    Returns
+    -------
+    Studyset or numpy.ndarray
+        A studyset opened lazily on the result's grid, or a boolean mask over its voxels.
+    """
+    from nimare_dask.studyset import open_studyset
+
+    kind, version = result._stored_inputs[name]
+    try:
+        if kind == "studyset":
+            target = version.join("inputs", name)
+            return open_studyset(
+                target.url, target=result.grid, storage_options=target.storage_options
+            )
+        if kind == "mask":
+            ds = _dataset(version.zarr_store(read_only=True), f"inputs/{name}", None)
+            return np.asarray(ds["mask"].values, dtype=bool)
+    except storage.StoreError as err:
+        if isinstance(err, StoreError):
+            raise
+        raise _as_store_error(err) from err.__cause__
+    raise StoreError(f"{result.location}: input {name!r} has an unknown kind {kind!r}")

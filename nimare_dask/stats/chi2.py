@@ -2,6 +2,9 @@
 
 Numpy in, numpy out. ``nlogp`` follows this package's convention (``-ln p``, never negative; see
 :mod:`nimare_dask.stats.transforms`).
+
+:func:`one_way`, :func:`two_way_counts` and :func:`two_way`: Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers (``nimare/stats.py``, itself
+taken from Neurosynth), with chi2 = 0 at a zero denominator of the two-way test.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import special
 
-__all__ = ["chi2_to_nlogp", "one_way", "two_way", "two_way_counts"]
+__all__ = ["chi2_to_nlogp", "one_way", "one_way_expected", "two_way", "two_way_counts"]
 
 
 def one_way(data: ArrayLike, n: float) -> np.ndarray:
@@ -32,8 +35,31 @@ def one_way(data: ArrayLike, n: float) -> np.ndarray:
     numpy.ndarray
         float64 chi-square values (eager).
     """
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     term = np.asarray(data, dtype=np.float64)
-    expected = np.mean(term, axis=0)
+    return one_way_expected(term, n, np.mean(term, axis=0))
+
+
+def one_way_expected(data: ArrayLike, n, expected) -> np.ndarray:
+    """:func:`one_way` with the expected count given (e.g. the mean of a whole map, when
+    ``data`` is a block of it).
+
+    Parameters
+    ----------
+    data : array_like
+        Counts, each out of ``n`` trials.
+    n : float or array_like
+        Number of trials (broadcasting against ``data``).
+    expected : float or array_like
+        Expected counts (broadcasting against ``data``).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 chi-square values, 0 where ``expected * (n - expected)`` is 0 (eager).
+    """
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
+    term = np.asarray(data, dtype=np.float64)
     denominator = expected * (n - expected)
     with np.errstate(divide="ignore", invalid="ignore"):
         chi2 = (term - expected) ** 2 * n / denominator
@@ -65,6 +91,7 @@ def two_way_counts(
     numpy.ndarray
         float64 chi-square values (eager).
     """
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     a = np.asarray(selected, dtype=np.float64)
     b = np.asarray(unselected, dtype=np.float64)
     n1 = np.asarray(n_selected, dtype=np.float64)
@@ -96,6 +123,7 @@ def two_way(cells: ArrayLike) -> np.ndarray:
     numpy.ndarray
         float64 chi-square values (eager).
     """
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     cells = np.asarray(cells, dtype=np.float64)
     if cells.ndim != 3 or cells.shape[1:] != (2, 2):
         raise ValueError(f"two_way expects an array of shape (n, 2, 2); got {cells.shape}")

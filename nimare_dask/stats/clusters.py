@@ -123,7 +123,9 @@ def _components(supra, vals, nbrs, scratch):
     n = supra.shape[0]
     for k in range(n):
         scratch[supra[k]] = k + 1
-    comp = np.full(n, -1, dtype=np.int32)
+    comp = np.empty(n, dtype=np.int32)  # -1: not yet labelled (a loop: np.full compiles slowly)
+    for k in range(n):
+        comp[k] = -1
     stack = np.empty(n, dtype=np.int64)
     n_comp = 0
     for k in range(n):
@@ -166,7 +168,15 @@ def _max_of_components(comp, n_comp, vals, thr):
         c = comp[k]
         sizes[c] += 1
         masses[c] += abs(np.float64(vals[k])) - thr
-    return sizes.max(), masses.max()
+    # a loop rather than ndarray.max(): the same values, far less to compile
+    max_size = sizes[0]
+    max_mass = masses[0]
+    for c in range(1, n_comp):
+        if sizes[c] > max_size:
+            max_size = sizes[c]
+        if masses[c] > max_mass:
+            max_mass = masses[c]
+    return max_size, max_mass
 
 
 @numba.njit(nogil=True, cache=True)

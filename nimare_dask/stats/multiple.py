@@ -13,6 +13,8 @@ Benjamini-Hochberg (``"bh"``) or Benjamini-Yekutieli (``"by"``) step-up procedur
 usual monotone envelope (a running minimum from the largest p down). NaN tests take no part in
 the procedure and come back NaN, but are still counted in the number of tests ``m`` unless
 ``m`` is given.
+
+Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers (``nimare/stats.py``: ``nlogp_bonferroni``, ``nlogp_fdr``, ``_fdr_step_up``).
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def neglnp_bonferroni(nlogp: ArrayLike, m: int | None = None) -> np.ndarray:
     numpy.ndarray
         ``-ln(p_corr)`` as float64, same shape, NaN where the input is NaN (eager).
     """
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     nlogp = _check(nlogp)
     m = _n_tests(nlogp, m)
     if m == 0:
@@ -93,6 +96,7 @@ def neglnp_fdr(nlogp: ArrayLike, method: str = "bh", m: int | None = None) -> np
         ``-ln(q)`` (adjusted p-values) as float64, same shape, NaN where the input is NaN
         (eager).
     """
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     if method not in ("bh", "by"):
         raise ValueError(f'method must be "bh" or "by", got {method!r}')
     nlogp = _check(nlogp)

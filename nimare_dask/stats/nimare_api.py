@@ -14,7 +14,7 @@ argument).
 NiMARE's 2.0 where a table has no variation. The package's own estimators use
 :mod:`nimare_dask.stats.chi2`, which returns 0 there (see README, "Differences from NiMARE").
 
-Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers), ``nimare/stats.py``.
+Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers (``nimare/stats.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ __all__ = [
 def _round2(ndarray: np.ndarray) -> np.ndarray:
     """Round X.5 away from zero (NumPy rounds it to even); int array of the same shape.
 
-    Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers), ``utils._round2``.
+    Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers (``utils._round2``).
     """
     onedarray = ndarray.flatten()
     signs = np.sign(onedarray)
@@ -65,7 +65,7 @@ def two_way_counts(selected, unselected, n_selected, n_unselected):
     numpy.ndarray
         float64 chi-square values (eager); **2.0** where the denominator is 0, as NiMARE.
     """
-    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers)
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     a = np.asarray(selected, dtype=np.float64)
     b = np.asarray(unselected, dtype=np.float64)
     total = n_selected + n_unselected
@@ -94,7 +94,7 @@ def two_way(cells):
         float64 chi-square values (eager); 2.0 where a table has no variation (NiMARE's value;
         :func:`nimare_dask.stats.chi2.two_way` gives 0 there).
     """
-    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers)
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     cells = np.asarray(cells, dtype=np.float64)
     if cells.ndim != 3 or cells.shape[1:] != (2, 2):
         raise ValueError(
@@ -123,7 +123,7 @@ def pearson(x, y):
     numpy.ndarray
         (M,) correlation coefficients (eager).
     """
-    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers)
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     data = np.vstack((x, y))
     ms = data.mean(axis=1)[:, None]
     datam = data - ms
@@ -154,7 +154,7 @@ def null_to_p(test_value, null_array, tail="two", symmetric=False):
         (a 0-d array in gives a (1,) array out, as in NiMARE). Clipped to
         ``[1/n, 1 - 1/n]``: never 0 or 1.
     """
-    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers)
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     if tail not in {"two", "upper", "lower"}:
         raise ValueError('Argument "tail" must be one of ["two", "upper", "lower"]')
 
@@ -212,7 +212,7 @@ def nullhist_to_p(test_values, histogram_weights, histogram_bins):
         p-values (a NumPy float for a 0-d input); values <= 0 get p = 1; p is floored at the
         smallest non-zero tail probability.
     """
-    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers)
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     test_values = np.asarray(test_values)
     return_value = False
     if test_values.ndim == 0:
@@ -271,7 +271,7 @@ def nullhist_to_p(test_values, histogram_weights, histogram_bins):
 
 def _check_nlogp(nlogp):
     """``nlogp`` as a float array; positive values (p-values or ``-ln p``) are an error."""
-    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers)
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     nlogp = np.asarray(nlogp, dtype=float)
     if np.any(nlogp > 0):
         raise ValueError(
@@ -296,7 +296,7 @@ def nlogp_bonferroni(nlogp):
     numpy.ndarray
         Natural logarithms of the corrected p-values (eager).
     """
-    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers)
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     nlogp = _check_nlogp(nlogp)
     return np.minimum(nlogp + np.log(nlogp.size), 0.0)
 
@@ -318,7 +318,7 @@ def nlogp_fdr(nlogp, method="bh"):
         Natural logarithms of the adjusted p-values (eager). NaN tests take no part in the
         procedure and stay NaN, but count in the number of tests (as R's ``p.adjust``).
     """
-    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers)
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     if method not in ("bh", "by"):  # NiMARE silently runs "bh" for any other string
         raise ValueError(f'method must be "bh" or "by", got {method!r}')
     nlogp = _check_nlogp(nlogp)
@@ -334,7 +334,7 @@ def nlogp_fdr(nlogp, method="bh"):
 
 
 def _fdr_step_up(nlogp, method, n_tests):
-    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers)
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     sort_idx = np.argsort(nlogp)
     revert_idx = np.argsort(sort_idx)
     log_ecdffactor = np.log(np.arange(1, nlogp.size + 1) / n_tests)

@@ -96,6 +96,7 @@ def null_to_p(
     float or numpy.ndarray
         p-values (eager); a float for a scalar input.
     """
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     if tail not in {"two", "upper", "lower"}:
         raise ValueError(f'tail must be one of "two", "upper", "lower"; got {tail!r}')
     scalar = np.ndim(test_value) == 0
@@ -157,6 +158,7 @@ def _nearest_bins(values, inv_step, n_bins):
 
 def _tail_probabilities(weights: np.ndarray) -> tuple[np.ndarray, float]:
     """Normalised upper-tail sums of histogram weights (B, ...) and their smallest non-zero."""
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     null = weights / np.sum(weights, axis=0)
     null = np.cumsum(null[::-1], axis=0)[::-1]
     null /= np.max(null, axis=0)
@@ -227,6 +229,7 @@ def nullhist_to_p(
     numpy.ndarray
         float64 p-values (eager); a float for a scalar input.
     """
+    # Adapted from NiMARE 0.22.1 (https://github.com/neurostuff/NiMARE), MIT License, Copyright (c) 2018 NiMARE developers
     test = np.asarray(test_values)
     scalar = test.ndim == 0
     test = np.atleast_1d(test)
@@ -528,7 +531,7 @@ def _ale_combine_range(
                 break
             end = _run_end(a_idx, t, s, e1m, centers, inv_step, n_bins, contiguous)
             if contiguous:
-                stop = min(end, k_hi - s - a0)
+                stop = end if end < k_hi - s - a0 else k_hi - s - a0
                 dst = out[a0 + s + t : a0 + s + stop]
                 src = a_prob[t:stop]
                 for v in range(stop - t):
@@ -545,7 +548,7 @@ def _ale_combine(a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out):
     """``out[bin(1 - (1 - a)(1 - e))] += p_e * H[a]`` over all pairs, in NiMARE's order."""
     zero_out = _zero_outputs(centers, inv_step, n_bins)
     _ale_combine_range(
-        a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, 0, n_bins, zero_out
+        a_idx, a_prob, e_idx, e_prob, centers, inv_step, n_bins, out, np.int64(0), n_bins, zero_out
     )
 
 
@@ -573,6 +576,7 @@ def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zer
     """
     n_studies, width = counts.shape
     k_top = hist.shape[0]
+    k_first = np.int64(0)  # not the literal 0: callees compile for int64 only
     cur = hist
     nxt = np.zeros(k_top)
     a_idx = np.empty(k_top, np.int64)
@@ -598,10 +602,12 @@ def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zer
         else:
             a_prob = cur[a]
         # outputs stop at the last occupied bin plus the largest shift
-        end = k_top if n_a == 0 else min(k_top, a[n_a - 1] + e_idx[n_e - 1] + 2)
+        end = k_top
+        if n_a > 0 and a[n_a - 1] + e_idx[n_e - 1] + 2 < k_top:
+            end = a[n_a - 1] + e_idx[n_e - 1] + 2
         nxt[end:] = 0.0
         _ale_combine_range(
-            a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, nxt, 0, end, zero_out
+            a, a_prob, e_idx, e_prob, centers, inv_step, n_bins, nxt, k_first, end, zero_out
         )
         if k_top < n_bins:
             overflow = _ale_overflow(
@@ -609,7 +615,8 @@ def _ale_null_loop(hist, counts, recip, centers, inv_step, n_bins, overflow, zer
             )
         cur, nxt = nxt, cur
     if (n_studies - 1) % 2 == 1:  # the last step wrote the spare buffer
-        hist[:] = cur
+        for k in range(k_top):
+            hist[k] = cur[k]
     return overflow
 
 

@@ -6,12 +6,14 @@ NiMARE's ``macm_workflow``), optionally with a multiple-comparison correction.
 
 :func:`macm` takes one seed or a list of seeds. Selection is vectorised over the whole database
 (:meth:`~nimare_dask.studyset.Studyset.get_studies_by_mask`,
-:meth:`~nimare_dask.studyset.Studyset.get_studies_by_coordinate`). For several seeds and an
-approximate-null ALE without a corrector, the seeds share one Dask graph: the MA maps of the
-union of the selected experiments are built once, chunk by chunk, and every seed's
-``sum log(1 - MA)`` and per-experiment null histograms come out of the same pass
-(``macm-ale-chunk`` tasks). Otherwise each seed is fit on its own (the estimator's own graph,
-then the corrector).
+:meth:`~nimare_dask.studyset.Studyset.get_studies_by_coordinate`). Each seed is fit by the
+estimator's own code: a copy of the estimator per seed builds the lazy pass of its fit
+(``_fit_parts``, the very tasks ``fit`` computes: for ALE one chunked pass giving
+``sum log(1 - MA)``, per-experiment MA histograms and maxima), the passes of all seeds are
+computed in one ``dask.compute`` (one graph; seeds with the same experiments share their
+tasks), and each seed's fit is finished from its own pass. A seed's maps are therefore
+bit-identical to ``estimator.fit(studyset.slice(selected))``, alone or with other seeds. The
+corrector, if any, then runs on each seed's result.
 """
 
 from __future__ import annotations
@@ -20,22 +22,16 @@ import copy
 from importlib import resources
 from pathlib import Path
 
-import dask
 import nibabel as nib
 import numpy as np
 import pandas as pd
-from dask.base import tokenize
 
 from nimare_dask.meta.base import compute
 from nimare_dask.meta.cbma import ALE
-from nimare_dask.meta.cbma.ale import ale_approximate_maps
+from nimare_dask.meta.text import INPUTS_SENTENCE, plural
 from nimare_dask.results import MetaResult
 from nimare_dask.results.references import merge_bibtex, references_for
-from nimare_dask.space import Grid, get_grid
-from nimare_dask.stats.nulls import (
-    ale_study_histograms,
-    pad_histograms,
-)
+from nimare_dask.space import Grid
 from nimare_dask.studyset import Studyset, open_studyset
 
 __all__ = ["amygdala_roi", "macm", "select_studies"]
@@ -43,10 +39,10 @@ __all__ = ["amygdala_roi", "macm", "select_studies"]
 _MACM_TEXT = (
     "A meta-analytic connectivity modeling (MACM; "
     "\\citealt{{laird2009investigating,robinson2010metaanalytic,eickhoff2010anatomical}}) "
-    "analysis was performed. The input dataset included {n_foci_db} foci across {n_exps_db} "
+    "analysis was performed. The database included {n_foci_db} foci from {n_exps_db} "
     "experiments, from which experiments were selected for analysis if they had at least one "
-    "focus {where}. The resulting sample included {n_foci_sel} foci across {n_exps_sel} "
-    "experiments. "
+    "focus {where}. The resulting sample included {n_foci_sel} foci from {n_exps_sel} "
+    "experiments{participants}. "
 )
 
 
@@ -92,10 +88,10 @@ def _looks_like_seed(seed) -> bool:
 def _describe_seed(seed, r: float) -> str:
     if isinstance(seed, tuple):
         xyz, rr = seed
-        return f"within {float(rr):g} mm of {len(np.atleast_2d(xyz))} seed coordinate(s)"
+        return f"within {float(rr):g} mm of {plural(len(np.atleast_2d(xyz)), 'seed coordinate')}"
     if _is_coordinates(seed):
         n = len(np.atleast_2d(np.asarray(seed, float)))
-        return f"within {float(r):g} mm of {n} seed coordinate(s)"
+        return f"within {float(r):g} mm of {plural(n, 'seed coordinate')}"
     return "inside the target mask"
 
 
@@ -169,8 +165,9 @@ def macm(
     n_cores : int, optional
         Threads of the local scheduler when no Dask scheduler is configured.
     share_ma : bool
-        With several seeds, an approximate-null ALE and no corrector, compute the seeds
-        together in one graph (MA maps of each selected experiment built once).
+        With several seeds, compute the fits of all seeds in one graph and one
+        ``dask.compute`` (estimators with ``_fit_parts``: ALE, MKDADensity, KDA); False fits
+        the seeds one after the other. The maps are the same either way.
 
     Returns
     -------
@@ -190,100 +187,71 @@ def macm(
     for seed, ids in zip(seeds, selections, strict=True):
         if len(ids) == 0:
             raise ValueError(f"macm: no experiment has a focus {_describe_seed(seed, r)}")
-    shared = (
-        share_ma
-        and len(seeds) > 1
-        and corrector is None
-        and type(estimator) is ALE
-        and getattr(estimator, "null_method", "approximate") == "approximate"
-    )
-    if shared:
-        results = _shared_ale(studyset, selections, estimator, n_cores)
+    # one copy of the estimator per seed: each keeps its own fitted state (nulls, inputs)
+    estimators = []
+    for _ in selections:
+        est = copy.deepcopy(estimator)
+        if n_cores is not None and hasattr(est, "n_cores"):
+            est.n_cores = n_cores
+        estimators.append(est)
+    together = share_ma and len(seeds) > 1 and callable(getattr(estimator, "_fit_parts", None))
+    if together:
+        results = _fit_together(studyset, selections, estimators, n_cores)
     else:
-        results = []
-        for ids in selections:
-            est = copy.deepcopy(estimator)
-            if n_cores is not None and hasattr(est, "n_cores"):
-                est.n_cores = n_cores
-            res = est.fit(studyset.slice(ids))
-            if corrector is not None:
-                res = corrector.transform(res)
-            results.append(res)
+        results = [
+            est.fit(studyset.slice(ids)) for est, ids in zip(estimators, selections, strict=True)
+        ]
+    if corrector is not None:
+        results = [corrector.transform(res) for res in results]
     n_foci_db = int(studyset.foci_counts().sum())
     counts = pd.Series(studyset.foci_counts(), index=studyset.ids)
     for seed, ids, res in zip(seeds, selections, results, strict=True):
+        n_foci_sel = int(counts.loc[ids].sum())
+        rest, participants = _without_inputs_sentence(res.description, n_foci_sel, len(ids))
         text = _MACM_TEXT.format(
             n_foci_db=n_foci_db,
             n_exps_db=len(studyset),
             where=_describe_seed(seed, r),
-            n_foci_sel=int(counts.loc[ids].sum()),
+            n_foci_sel=n_foci_sel,
             n_exps_sel=len(ids),
+            participants=participants,
         )
-        res.description = text + (res.description or "")
+        res.description = (text + rest).strip()
         res.references = merge_bibtex(references_for(text), res.references)
         res.tables["selected_studies"] = pd.DataFrame({"id": ids})
     return results[0] if single else results
 
 
-# ---------------------------------------------------------------------------------- shared ALE
-def _ale_chunk(block: np.ndarray, membership: np.ndarray):
-    """Per seed, sum over the chunk's selected experiments of log(1 - MA); per experiment,
-    its ALE-grid histogram and maximum."""
-    block = np.asarray(block)
-    log1m = np.log1p(-block.astype(np.float64))
-    partial = np.asarray(membership, dtype=np.float64) @ log1m
-    counts = ale_study_histograms(block)
-    row_max = block.max(axis=1) if block.shape[1] else np.zeros(block.shape[0], np.float32)
-    return partial, counts, row_max.astype(np.float32)
+def _without_inputs_sentence(description: str, n_foci: int, n_exps: int) -> tuple[str, str]:
+    """The estimator's description without its sentence on the selection's size (the MACM text
+    states it once), and that sentence's participants clause."""
+    for m in INPUTS_SENTENCE.finditer(description or ""):
+        if int(m["foci"]) == n_foci and int(m["experiments"]) == n_exps:
+            participants = (
+                f", with a total of {m['participants']} participants" if m["participants"] else ""
+            )
+            rest = (description[: m.start()] + description[m.end() :]).replace("  ", " ")
+            return rest.strip(), participants
+    return description or "", ""
 
 
-def _combine(parts):
-    log1m = np.sum([p[0] for p in parts], axis=0)
-    counts = pad_histograms([p[1] for p in parts])
-    row_max = np.concatenate([p[2] for p in parts])
-    return log1m, counts, row_max
+# ------------------------------------------------------------------------ seeds in one graph
+def _fit_together(studyset: Studyset, selections, estimators, n_cores) -> list[MetaResult]:
+    """Fit each seed's estimator on its selection, computing every seed's lazy pass at once.
 
-
-def _shared_ale(studyset: Studyset, selections, estimator, n_cores) -> list[MetaResult]:
-    grid = studyset.grid if estimator.mask is None else get_grid(estimator.mask)
-    ss = studyset if grid.same_as(studyset.grid) else studyset.with_grid(grid)
-    union = np.unique(np.concatenate(selections))
-    sub = ss.slice(union)
-    check = getattr(estimator, "_check_sample_sizes", None)
-    if callable(check):
-        check(sub)
-    index = pd.Index(sub.ids)
-    members = np.zeros((len(selections), len(sub)), dtype=np.float64)
-    for s, ids in enumerate(selections):
-        members[s, index.get_indexer(ids)] = 1.0
-    ma = estimator.kernel.transform(sub, return_type="xarray", chunks=estimator.chunks).data
-    bounds = np.concatenate([[0], np.cumsum(ma.chunks[0])])
-    token = tokenize(ma.name, members)
-    parts = [
-        dask.delayed(_ale_chunk, pure=True)(
-            block,
-            members[:, bounds[i] : bounds[i + 1]] > 0,  # bool: 1 byte per seed and study
-            dask_key_name=f"macm-ale-chunk-{token}-{i}",
-        )
-        for i, block in enumerate(ma.to_delayed().ravel())
-    ]
-    total = dask.delayed(_combine, pure=True)(parts, dask_key_name=f"macm-ale-combine-{token}")
-    ((log1m, counts, row_max),) = compute(total, n_cores=n_cores)
-    n_vox = grid.n_voxels
-    results = []
-    for s, ids in enumerate(selections):
-        rows = index.get_indexer(ids)
-        stat = (1.0 - np.exp(log1m[s])).astype(np.float32)
-        maps, nulls, lumped = ale_approximate_maps(stat, counts[rows], row_max[rows], n_vox)
-        est = copy.deepcopy(estimator)
-        est.null_distributions_ = nulls
-        est._lumped_null_ = lumped
-        describe = getattr(est, "_description", None)
-        seed_ss = sub.slice(ids)
-        text = describe(seed_ss) if callable(describe) else ""
-        res = MetaResult(
-            estimator=est, grid=grid, maps=maps, description=text, null_distributions=nulls
-        )
-        est.result_ = res
-        results.append(res)
+    Each estimator builds its fit's pass with its own ``_fit_parts`` (the tasks its ``fit``
+    computes), one ``dask.compute`` runs them all, and each fit is finished from its own
+    computed pieces: the same numbers as separate fits.
+    """
+    lazy, finishers = [], []
+    for est, ids in zip(estimators, selections, strict=True):
+        est._check_null_method()
+        parts, finish = est._fit_parts(est._prepare(studyset.slice(ids)))
+        finishers.append((finish, len(parts)))
+        lazy.extend(parts)
+    computed = compute(*lazy, n_cores=n_cores)
+    results, start = [], 0
+    for finish, n in finishers:
+        results.append(finish(list(computed[start : start + n])))
+        start += n
     return results

@@ -501,7 +501,7 @@ def ale_accumulate(
             kk = row_kid[r]
             ex, ey, ez = extent[kk, 0], extent[kk, 1], extent[kk, 2]
             e0 = box_start[kk]
-            nw = 0
+            nw = np.int64(0)  # not the literal 0: _ale_mixed/_flush_windows compile once
             dense = False
             for f in range(ptr[r], ptr[r + 1]):
                 i, j, k = ijk[f, 0], ijk[f, 1], ijk[f, 2]

@@ -24,6 +24,7 @@ from nimare_dask.kernels import ALEKernel
 from nimare_dask.meta.base import CBMAEstimator, PairwiseCBMAEstimator
 from nimare_dask.meta.cbma.chunkstats import ale_chunk_stats, per_chunk
 from nimare_dask.meta.cbma.fwe import DEFAULT_N_ITERS, RandomFociEstimator
+from nimare_dask.meta.text import an, inputs_sentence, sig
 from nimare_dask.results import MetaResult
 from nimare_dask.stats.nulls import (
     ale_histogram_bins,
@@ -103,17 +104,6 @@ def _stack_csr(parts):
     return out
 
 
-def _n_foci(studyset) -> int:
-    return int(studyset.foci_counts().sum())
-
-
-def _sample_size_text(kernel, studyset) -> str:
-    if getattr(kernel, "fwhm", 1) is None and getattr(kernel, "sample_size", 1) is None:
-        total = np.nansum(studyset.sample_sizes)
-        return f", with a total of {int(total)} participants"
-    return ""
-
-
 _ALE_CITE = "\\citep{turkeltaub2002meta,turkeltaub2012minimizing,eickhoff2012activation}"
 _TOOL = (
     f"nimare_dask {__version__}, a reimplementation of NiMARE \\citep{{salo2023nimare}} on "
@@ -186,10 +176,22 @@ class ALE(RandomFociEstimator):
             Computed maps ``stat``, ``p``, ``z``, ``logp`` (float32); also kept as
             ``self.result_``.
         """
-        self._check_null_method()
-        ss = self._prepare(studyset)
+        return self._fit(studyset)
+
+    def _fit_parts(self, ss):
+        """A fit of the prepared studyset ``ss`` in two steps: the lazy pass over its chunks
+        (:func:`~nimare_dask.meta.cbma.chunkstats.ale_chunk_stats`) and the function that
+        turns the computed pass into the result.
+
+        :meth:`fit` computes the pass at once; :func:`~nimare_dask.workflows.macm` computes the
+        passes of many seeds in one ``dask.compute``: the same tasks, so the same numbers.
+        """
         self._check_sample_sizes(ss)
-        (log1m, counts, row_max) = self._compute(ale_chunk_stats(self.kernel, ss, self.chunks))[0]
+        lazy = [ale_chunk_stats(self.kernel, ss, self.chunks)]
+        return lazy, lambda computed: self._fit_finish(ss, *computed)
+
+    def _fit_finish(self, ss, stats) -> MetaResult:
+        log1m, counts, row_max = stats
         self.inputs_ = {"studyset": ss}
         self._lumped_null_ = None
         if self.null_method == "montecarlo":
@@ -229,11 +231,9 @@ class ALE(RandomFociEstimator):
             null = "an approximate null distribution \\citep{eickhoff2012activation}"
         return (
             f"An activation likelihood estimation (ALE) meta-analysis {_ALE_CITE} was performed "
-            f"with {_TOOL}, using a(n) {self._kernel_name()} kernel. "
+            f"with {_TOOL}, using {an(self._kernel_name())} kernel. "
             f"{self._kernel_description()} ALE values were converted to p-values using "
-            f"{null}. The input dataset "
-            f"included {_n_foci(ss)} foci from {len(ss)} experiments"
-            f"{_sample_size_text(self.kernel, ss)}."
+            f"{null}. {inputs_sentence(ss, self.kernel)}"
         ).replace("  ", " ")
 
     def summarystat_threshold(self, p: float) -> float:
@@ -362,12 +362,26 @@ class ALESubtraction(PairwiseCBMAEstimator):
             )
         return np.asarray(arr) > 0
 
-    def _block(self, pooled, grid, voxels, **kwargs):
+    def _block(self, pooled, grid, voxels, seed, **kwargs):
         from nimare_dask.meta.cbma.permutation import ALEDiffPermutations
 
-        return ALEDiffPermutations(pooled, grid, voxels, legacy=self.random_state is None, **kwargs)
+        return ALEDiffPermutations(pooled, grid, voxels, legacy=seed is None, **kwargs)
 
-    def _run(self, block, n_iters, name, reducer="concat", checkpoint=None, **kw):
+    def _run(
+        self,
+        block,
+        n_iters,
+        name,
+        seed,
+        *,
+        reducer="concat",
+        checkpoint=None,
+        n_cores=None,
+        progress=None,
+        **kw,
+    ):
+        """Run permutations on the Monte Carlo engine; run settings are passed, never set on
+        ``self`` (``None``: the estimator's)."""
         from nimare_dask.meta.cbma.fwe import permutation_block_size, run_null
 
         if kw.get("block_size") is None:
@@ -378,13 +392,13 @@ class ALESubtraction(PairwiseCBMAEstimator):
             stream=self._stream,
             name=name,
             fingerprint=block.fingerprint(),
-            # with random_state=None the blocks seed permutation i with i (NiMARE); the
-            # engine's seed is then unused, and fixed so checkpoints resume
-            random_state=0 if self.random_state is None else self.random_state,
+            # with seed None the blocks seed permutation i with i (NiMARE); the engine's seed
+            # is then unused, and fixed so checkpoints resume
+            random_state=0 if seed is None else seed,
             reducer=reducer,
-            n_cores=self.n_cores,
+            n_cores=self.n_cores if n_cores is None else n_cores,
             checkpoint=checkpoint,
-            progress=self.progress,
+            progress=self.progress if progress is None else progress,
             **kw,
         )
 
@@ -398,53 +412,71 @@ class ALESubtraction(PairwiseCBMAEstimator):
             return checkpoint.require_group(name)
         return f"{str(checkpoint).rstrip('/')}/{name}"
 
-    def _voxel_null(self, checkpoint=None, **kw) -> dict:
-        """Pass 1: max |difference|, tail counts and the |difference| histogram."""
-        st = self._perm_
-        block = self._block(st["pooled"], st["grid"], st["voxels"], mode="voxel", histogram=True)
+    def _record_run(self, key: str, mc) -> None:
+        # a new dict each time: a reader never sees one being changed
+        self.montecarlo_ = {**(getattr(self, "montecarlo_", None) or {}), key: mc}
+
+    def _voxel_null(self, st: dict, checkpoint=None, **kw) -> dict:
+        """Pass 1: max |difference|, tail counts and the |difference| histogram.
+
+        ``st`` holds the pooled maps, grid, voxels, ``n_iters`` and the seed
+        (``random_state``); a new state is returned (``st`` is not changed).
+        """
+        seed = st["random_state"]
+        block = self._block(
+            st["pooled"], st["grid"], st["voxels"], seed, mode="voxel", histogram=True
+        )
         block.observed = block.observed_differences()
         mc = self._run(
             block,
             st["n_iters"],
             "alesubtraction-null-block",
+            seed,
             reducer={"upper": "sum", "lower": "sum", "abs_hist": "sum"},
             checkpoint=self._sub_checkpoint(checkpoint, "voxel"),
             **kw,
         )
-        self.montecarlo_ = dict(getattr(self, "montecarlo_", {}) or {})
-        self.montecarlo_["alesubtraction_voxel"] = mc
-        st.update(
-            observed=block.observed,
-            absmax=mc["absmax"],
-            upper=mc["upper"],
-            lower=mc["lower"],
-            abs_hist=mc["abs_hist"],
-            n_run=mc.n_iters_run,
-        )
-        return st
+        self._record_run("alesubtraction_voxel", mc)
+        return {
+            **st,
+            "observed": block.observed,
+            "absmax": mc["absmax"],
+            "upper": mc["upper"],
+            "lower": mc["lower"],
+            "abs_hist": mc["abs_hist"],
+            "n_run": mc.n_iters_run,
+            "voxel_run": mc,
+            "clusters": None,
+        }
 
-    def _cluster_null(self, voxel_thresh: float, checkpoint=None, **kw) -> dict:
-        """Pass 2: the largest clusters of |difference| above the pooled quantile."""
+    def _cluster_null(self, st: dict, voxel_thresh: float, checkpoint=None, **kw) -> dict:
+        """Pass 2: the largest clusters of |difference| above the pooled quantile (a new
+        state is returned; ``st`` is not changed)."""
         from nimare_dask.meta.cbma.permutation import abs_hist_quantile
 
-        st = self._perm_
+        seed = st["random_state"]
         thr = abs_hist_quantile(st["abs_hist"], 1.0 - float(voxel_thresh))
-        block = self._block(st["pooled"], st["grid"], st["voxels"], mode="cluster", threshold=thr)
+        block = self._block(
+            st["pooled"], st["grid"], st["voxels"], seed, mode="cluster", threshold=thr
+        )
         mc = self._run(
             block,
             st["n_run"],
             "alesubtraction-cluster-null-block",
+            seed,
             checkpoint=self._sub_checkpoint(checkpoint, f"cluster-{voxel_thresh}"),
             **kw,
         )
-        self.montecarlo_["alesubtraction_cluster"] = mc
-        st["clusters"] = {
-            "voxel_thresh": float(voxel_thresh),
-            "threshold": np.float32(thr),
-            "sizes": mc["max_size"].astype(np.float32),
-            "masses": mc["max_mass"].astype(np.float32),
+        self._record_run("alesubtraction_cluster", mc)
+        return {
+            **st,
+            "clusters": {
+                "voxel_thresh": float(voxel_thresh),
+                "threshold": np.float32(thr),
+                "sizes": mc["max_size"].astype(np.float32),
+                "masses": mc["max_mass"].astype(np.float32),
+            },
         }
-        return st
 
     def _difference_maps(self, st, mask1, mask2) -> dict:
         n = st["n_run"]
@@ -566,16 +598,17 @@ class ALESubtraction(PairwiseCBMAEstimator):
                     union |= m
             voxels = np.flatnonzero(union)
         self.inputs_ = {"studyset1": ss1, "studyset2": ss2, "mask1": mask1, "mask2": mask2}
-        self._perm_ = {
+        st = {
             "pooled": pooled,
             "grid": grid,
             "voxels": voxels,
             "n_iters": n_iters,
             "random_state": self.random_state,
         }
-        st = self._voxel_null(checkpoint=self.checkpoint)
+        st = self._voxel_null(st, checkpoint=self.checkpoint)
         if not self.vfwe_only:
-            self._cluster_null(self.voxel_thresh, checkpoint=self.checkpoint)
+            st = self._cluster_null(st, self.voxel_thresh, checkpoint=self.checkpoint)
+        self._perm_ = st
         maps.update(self._difference_maps(st, mask1, mask2))
         nulls.update(self._null_dict(st))
         self.null_distributions_ = nulls
@@ -598,18 +631,15 @@ class ALESubtraction(PairwiseCBMAEstimator):
         return (
             "An activation likelihood estimation (ALE) subtraction analysis "
             f"\\citep{{laird2005ale,eickhoff2012activation}} was performed with {_TOOL}, using "
-            f"a(n) {self._kernel_name()} kernel. {self._kernel_description()} ALE-difference "
+            f"{an(self._kernel_name())} kernel. {self._kernel_description()} ALE-difference "
             "scores (group 1 minus group 2) were calculated for all voxels in the mask. Each "
             "group's ALE values were converted to p-values using an approximate null "
             "distribution \\citep{eickhoff2012activation}. The ALE-difference scores were tested "
             f"against a null distribution built from {n_run} random reassignments of the "
             "experiments to the two groups, preserving the group sizes; a voxel's two-sided "
             "p-value is twice the smaller fraction of permuted differences at or beyond the "
-            f"observed one.{directional} The first input dataset (group1) included "
-            f"{_n_foci(ss1)} foci from {len(ss1)} experiments"
-            f"{_sample_size_text(self.kernel, ss1)}. The second input dataset (group2) included "
-            f"{_n_foci(ss2)} foci from {len(ss2)} experiments"
-            f"{_sample_size_text(self.kernel, ss2)}."
+            f"observed one.{directional} {inputs_sentence(ss1, self.kernel, 1)} "
+            f"{inputs_sentence(ss2, self.kernel, 2)}"
         ).replace("  ", " ")
 
     # ------------------------------------------------------------------ correction
@@ -685,87 +715,73 @@ class ALESubtraction(PairwiseCBMAEstimator):
         voxel_thresh = self.voxel_thresh if voxel_thresh is None else float(voxel_thresh)
         if not vfwe_only and not 0 < voxel_thresh < 1:
             raise ValueError(f"voxel_thresh must be in (0, 1), got {voxel_thresh!r}")
-        saved_progress = self.progress
-        if progress is not None:
-            self.progress = progress
-        saved_cores = self.n_cores
-        if n_cores is not None:
-            self.n_cores = n_cores
-        kw = {"early_stop": early_stop, "block_size": block_size}
+        # run settings travel as arguments and the fit's permutation state is never changed in
+        # place, so corrections may run at once from several threads or Dask tasks
+        run = {
+            "n_cores": n_cores,
+            "progress": progress,
+            "early_stop": early_stop,
+            "block_size": block_size,
+        }
         maps: dict = {}
         tables: dict = {}
         null_out: dict = {}
         texts = []
-        try:
-            if target in ("pairwise", "all"):
-                seed = self.random_state if random_state is None else random_state
-                if (n_iters, seed) != (st["n_iters"], st["random_state"]):
-                    warnings.warn(
-                        "ALESubtraction FWE correction is recomputing the permutations because "
-                        f"the requested n_iters={n_iters}, random_state={seed} differ from the "
-                        f"fit's n_iters={st['n_iters']}, random_state={st['random_state']}",
-                        UserWarning,
-                        stacklevel=3,
-                    )
-                    saved_seed = self.random_state
-                    self.random_state = seed
-                    try:
-                        st.update(n_iters=n_iters, random_state=seed, clusters=None)
-                        self._voxel_null(checkpoint=checkpoint, **kw)
-                        if not vfwe_only:
-                            self._cluster_null(voxel_thresh, checkpoint=checkpoint, **kw)
-                    finally:
-                        self.random_state = saved_seed
-                elif not vfwe_only and (
-                    st.get("clusters") is None
-                    or st["clusters"]["voxel_thresh"] != float(voxel_thresh)
-                ):
-                    saved_seed = self.random_state
-                    self.random_state = st["random_state"]
-                    try:
-                        self._cluster_null(voxel_thresh, checkpoint=checkpoint, **kw)
-                    finally:
-                        self.random_state = saved_seed
-                stat = np.asarray(result.get_map("stat_desc-group1MinusGroup2", "array"))
-                sign = np.sign(np.asarray(result.get_map("z_desc-group1MinusGroup2", "array")))
-                nulls = {"voxel": st["absmax"]}
-                thr = None
+        if target in ("pairwise", "all"):
+            seed = self.random_state if random_state is None else random_state
+            if (n_iters, seed) != (st["n_iters"], st["random_state"]):
+                warnings.warn(
+                    "ALESubtraction FWE correction is recomputing the permutations because "
+                    f"the requested n_iters={n_iters}, random_state={seed} differ from the "
+                    f"fit's n_iters={st['n_iters']}, random_state={st['random_state']}",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                st = {**st, "n_iters": n_iters, "random_state": seed}
+                st = self._voxel_null(st, checkpoint=checkpoint, **run)
                 if not vfwe_only:
-                    cl = st["clusters"]
-                    nulls.update(size=cl["sizes"], mass=cl["masses"])
-                    thr = float(cl["threshold"])
-                maps.update(
-                    two_sided_fwe_maps(
-                        stat, sign, nulls, thr, result.grid, "group1MinusGroup2", vfwe_only
-                    )
+                    st = self._cluster_null(st, voxel_thresh, checkpoint=checkpoint, **run)
+            elif not vfwe_only and (
+                st.get("clusters") is None or st["clusters"]["voxel_thresh"] != float(voxel_thresh)
+            ):
+                st = self._cluster_null(st, voxel_thresh, checkpoint=checkpoint, **run)
+                self._perm_ = st  # the fit's permutations: later corrections reuse the pass
+            stat = np.asarray(result.get_map("stat_desc-group1MinusGroup2", "array"))
+            sign = np.sign(np.asarray(result.get_map("z_desc-group1MinusGroup2", "array")))
+            nulls = {"voxel": st["absmax"]}
+            thr = None
+            if not vfwe_only:
+                cl = st["clusters"]
+                nulls.update(size=cl["sizes"], mass=cl["masses"])
+                thr = float(cl["threshold"])
+            maps.update(
+                two_sided_fwe_maps(
+                    stat, sign, nulls, thr, result.grid, "group1MinusGroup2", vfwe_only
                 )
-                null_out.update(self._null_dict(st))
-                if vfwe_only:
-                    for key in ("size", "mass"):
-                        null_out.pop(NULL_KEYS[key], None)
-                    null_out.pop("summary_stat_thresh_level-voxel_corr-fwe_method-montecarlo", None)
-                self.null_distributions_.update(null_out)
-                mc = self.montecarlo_["alesubtraction_voxel"]
-                tables["montecarlo"] = run_record(
-                    mc,
-                    random_state=str(st["random_state"])
-                    if st["random_state"] is not None
-                    else "None (permutation i seeded with i)",
-                    voxel_thresh=float(voxel_thresh),
-                    cluster_forming_threshold=np.nan if thr is None else thr,
-                    vfwe_only=bool(vfwe_only),
-                )
-                texts.append(self._fwe_text(st["n_run"], vfwe_only, voxel_thresh, thr))
-            if target in ("main-effects", "all"):
-                group_maps, group_nulls, text = self._main_effects(
-                    result, voxel_thresh, n_iters, vfwe_only, random_state, checkpoint, kw
-                )
-                maps.update(group_maps)
-                null_out.update(group_nulls)
-                texts.append(text)
-        finally:
-            self.progress = saved_progress
-            self.n_cores = saved_cores
+            )
+            null_out.update(self._null_dict(st))
+            if vfwe_only:
+                for key in ("size", "mass"):
+                    null_out.pop(NULL_KEYS[key], None)
+                null_out.pop("summary_stat_thresh_level-voxel_corr-fwe_method-montecarlo", None)
+            self.null_distributions_ = {**self.null_distributions_, **null_out}
+            tables["montecarlo"] = run_record(
+                st["voxel_run"],
+                random_state=str(st["random_state"])
+                if st["random_state"] is not None
+                else "None (permutation i seeded with i)",
+                voxel_thresh=float(voxel_thresh),
+                cluster_forming_threshold=np.nan if thr is None else thr,
+                vfwe_only=bool(vfwe_only),
+            )
+            texts.append(self._fwe_text(st["n_run"], vfwe_only, voxel_thresh, thr))
+        if target in ("main-effects", "all"):
+            group_maps, group_nulls, text = self._main_effects(
+                result, voxel_thresh, n_iters, vfwe_only, random_state, checkpoint, run
+            )
+            maps.update(group_maps)
+            null_out.update(group_nulls)
+            texts.append(text)
         return Correction(
             maps=maps, tables=tables, description=" ".join(texts), null_distributions=null_out
         )
@@ -783,11 +799,11 @@ class ALESubtraction(PairwiseCBMAEstimator):
         return text + (
             ", and the sizes and masses of the largest clusters (face-wise connectivity; "
             "positive and negative differences apart) formed the cluster-level nulls. Clusters "
-            f"were defined at |difference| > {thr:.6g}, the {1 - voxel_thresh:g} quantile of the "
-            "absolute permuted differences over all voxels and permutations."
+            f"were defined at |difference| > {sig(thr)}, the {sig(1 - voxel_thresh, 6)} quantile "
+            "of the absolute permuted differences over all voxels and permutations."
         )
 
-    def _main_effects(self, result, voxel_thresh, n_iters, vfwe_only, random_state, ckpt, kw):
+    def _main_effects(self, result, voxel_thresh, n_iters, vfwe_only, random_state, ckpt, run):
         from nimare_dask.results import MetaResult as _Result
 
         rename = {
@@ -820,8 +836,10 @@ class ALESubtraction(PairwiseCBMAEstimator):
                 vfwe_only=vfwe_only,
                 random_state=random_state,
                 checkpoint=self._sub_checkpoint(ckpt, f"main-effect-{g}"),
-                progress=self.progress,
-                **kw,
+                n_cores=self.n_cores if run["n_cores"] is None else run["n_cores"],
+                progress=self.progress if run["progress"] is None else run["progress"],
+                early_stop=run["early_stop"],
+                block_size=run["block_size"],
             )
             maps.update({rename[k].format(g=g): v for k, v in corr.maps.items()})
             for k, v in corr.null_distributions.items():
@@ -1094,11 +1112,9 @@ class SCALE(CBMAEstimator):
         return (
             "A specific coactivation likelihood estimation (SCALE) meta-analysis "
             f"\\citep{{langner2014meta}} was performed with {_TOOL}, with {self.n_iters} "
-            "iterations, using a(n) "
-            f"{self._kernel_name()} kernel. {self._kernel_description()} In each iteration "
-            f"every focus was replaced by a coordinate drawn at random from a pool of "
-            f"{len(self.xyz)} coordinates, and voxel-wise p-values are the fraction of "
-            "iterations with an ALE value at least as large as the observed one. The input "
-            f"dataset included {_n_foci(ss)} foci from {len(ss)} experiments"
-            f"{_sample_size_text(self.kernel, ss)}."
+            f"iterations, using {an(self._kernel_name())} kernel. {self._kernel_description()} "
+            "In each iteration every focus was replaced by a coordinate drawn at random from a "
+            f"pool of {len(self.xyz)} coordinates, and voxel-wise p-values are the fraction of "
+            "iterations with an ALE value at least as large as the observed one. "
+            f"{inputs_sentence(ss, self.kernel)}"
         ).replace("  ", " ")

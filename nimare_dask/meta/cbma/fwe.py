@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from nimare_dask.meta.base import CBMAEstimator
+from nimare_dask.meta.text import an, p_text, sig
 from nimare_dask.montecarlo import EarlyStopping, MonteCarloResult, run_blocks
 from nimare_dask.stats.clusters import cluster_p_maps
 from nimare_dask.stats.nulls import null_to_p
@@ -297,10 +298,10 @@ def _description(
     )
     if not vfwe_only:
         text += (
-            f"Clusters were defined with face-wise (6-) connectivity as voxels with a {stat} "
-            f"above {threshold:.6g}, the value corresponding to an uncorrected p < "
-            f"{voxel_thresh} under the estimator's null distribution; a cluster's mass is the "
-            "sum of its values minus that threshold. "
+            f"Clusters were defined with face-wise (6-) connectivity as voxels with {an(stat)} "
+            f"above {sig(threshold)}, the value corresponding to an uncorrected p < "
+            f"{p_text(voxel_thresh)} under the estimator's null distribution; a cluster's mass "
+            "is the sum of its values minus that threshold. "
         )
     text += "Corrected p-values are the fraction of iterations whose maximum is at least as large."
     if mc is not None and mc.stopped_early:
@@ -380,8 +381,7 @@ class RandomFociFWEMixin:
             **kw,
         )
         last = np.bincount(mc["last_bin"], minlength=len(bins)).astype(np.int64)
-        self.montecarlo_ = dict(getattr(self, "montecarlo_", {}) or {})
-        self.montecarlo_["null_montecarlo"] = mc
+        self.montecarlo_ = {**(getattr(self, "montecarlo_", None) or {}), "null_montecarlo": mc}
         return {
             "histweights_corr-none_method-montecarlo": mc["hist"].astype(np.int64),
             "histweights_level-voxel_corr-fwe_method-montecarlo": last,
@@ -476,8 +476,10 @@ class RandomFociFWEMixin:
             progress=getattr(self, "progress", True) if progress is None else progress,
             block_size=block_size,
         )
-        self.montecarlo_ = dict(getattr(self, "montecarlo_", {}) or {})
-        self.montecarlo_["correct_fwe_montecarlo"] = mc
+        self.montecarlo_ = {
+            **(getattr(self, "montecarlo_", None) or {}),
+            "correct_fwe_montecarlo": mc,
+        }
         nulls = {"voxel": mc["max_stat"].astype(np.float32)}
         null_out = {NULL_KEYS["voxel"]: nulls["voxel"]}
         if not vfwe_only:
@@ -553,3 +555,16 @@ class RandomFociEstimator(RandomFociFWEMixin, CBMAEstimator):
     def _n_null_iters(self) -> int:
         n = DEFAULT_N_ITERS if self.n_iters is None else self.n_iters
         return check_n_iters(n, type(self).__name__)
+
+    def _fit(self, studyset):
+        """``fit``: prepare the input, compute the lazy pieces of :meth:`_fit_parts` in one
+        ``dask.compute``, finish."""
+        self._check_null_method()
+        ss = self._prepare(studyset)
+        lazy, finish = self._fit_parts(ss)
+        return finish(self._compute(*lazy))
+
+    def _fit_parts(self, ss):  # pragma: no cover - overridden
+        """``(lazy pieces, finish)`` of a fit on the prepared studyset ``ss``: ``finish`` takes
+        the computed pieces (a list, in order) and returns the result."""
+        raise NotImplementedError

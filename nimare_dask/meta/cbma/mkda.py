@@ -20,36 +20,27 @@ import numpy as np
 
 from nimare_dask.kernels import KDAKernel, MKDAKernel
 from nimare_dask.meta.base import PairwiseCBMAEstimator
-from nimare_dask.meta.cbma.ale import _TOOL, _n_foci
+from nimare_dask.meta.cbma.ale import _TOOL
 from nimare_dask.meta.cbma.chunkstats import coverage, kda_histograms
 from nimare_dask.meta.cbma.fwe import RandomFociEstimator, check_n_iters
+from nimare_dask.meta.cbma.mkda_stats import approximate_maps as _approximate_maps
+from nimare_dask.meta.cbma.mkda_stats import chi2_maps
+from nimare_dask.meta.text import an, inputs_sentence, p_text, sig
 from nimare_dask.results import MetaResult
-from nimare_dask.stats.chi2 import chi2_to_nlogp, one_way, two_way_counts
 from nimare_dask.stats.nulls import (
     additive_null_from_histograms,
-    nullhist_to_p,
     nullhist_to_stat,
     poisson_binomial_null,
     weighted_histogram_bins,
     weighted_poisson_binomial_null,
 )
-from nimare_dask.stats.transforms import nlogp_to_logp, nlogp_to_p, p_to_z
+from nimare_dask.stats.transforms import nlogp_to_logp, nlogp_to_p
 
 __all__ = ["KDA", "MKDAChi2", "MKDADensity"]
 
 _NULL_BINS = "histogram_bins"
 _NULL_WEIGHTS = "histweights_corr-none_method-approximate"
 _MC_WEIGHTS = "histweights_corr-none_method-montecarlo"
-
-
-def _approximate_maps(stat: np.ndarray, weights: np.ndarray, bins: np.ndarray) -> dict:
-    p = nullhist_to_p(stat, weights, bins)
-    return {
-        "stat": stat,
-        "p": p,
-        "z": p_to_z(p, tail="one"),
-        "logp": nlogp_to_logp(-np.log(p)),
-    }
 
 
 class _HistogramNullMixin:
@@ -193,14 +184,19 @@ class MKDADensity(_HistogramNullMixin, RandomFociEstimator):
         MetaResult
             Computed maps ``stat``, ``p``, ``z``, ``logp`` (float32); also ``self.result_``.
         """
-        self._check_null_method()
-        ss = self._prepare(studyset)
+        return self._fit(studyset)
+
+    def _fit_parts(self, ss):
+        """``(lazy pieces, finish)`` of a fit on the prepared studyset ``ss`` (see
+        :meth:`ALE._fit_parts <nimare_dask.meta.cbma.ale.ALE._fit_parts>`)."""
         raw = _raw_weights(self.weighting, ss)
         weights = np.ones(len(ss)) if raw is None else _normalize_weights(raw)
-        self.weight_vec_ = weights
         stat = self.kernel.reduce(ss, "sum", weights=weights, chunks=self.chunks)
         cover = coverage(self.kernel, ss, chunks=self.chunks)
-        stat, cover = self._compute(stat, cover)
+        return [stat, cover], lambda computed: self._fit_finish(ss, weights, *computed)
+
+    def _fit_finish(self, ss, weights, stat, cover) -> MetaResult:
+        self.weight_vec_ = weights
         stat = np.asarray(stat, dtype=np.float64)
         prop_active = np.asarray(cover, dtype=np.float64) / ss.grid.n_voxels
         self.inputs_ = {"studyset": ss}
@@ -247,11 +243,11 @@ class MKDADensity(_HistogramNullMixin, RandomFociEstimator):
             )
         return (
             "A multilevel kernel density (MKDA) meta-analysis \\citep{wager2007meta} was "
-            f"performed with {_TOOL}, using a(n) {self._kernel_name()} kernel. "
+            f"performed with {_TOOL}, using {an(self._kernel_name())} kernel. "
             f"{self._kernel_description()} {weight_text}Summary statistics (OF values) were "
             "converted to p-values using an approximate null distribution (the exact "
-            "distribution of the number of active studies under spatial independence). The "
-            f"input dataset included {_n_foci(ss)} foci from {len(ss)} experiments."
+            "distribution of the number of active studies under spatial independence). "
+            f"{inputs_sentence(ss)}"
         ).replace("  ", " ")
 
 
@@ -294,23 +290,28 @@ class KDA(_HistogramNullMixin, RandomFociEstimator):
         MetaResult
             Computed maps ``stat``, ``p``, ``z``, ``logp`` (float32); also ``self.result_``.
         """
-        self._check_null_method()
-        ss = self._prepare(studyset)
+        return self._fit(studyset)
+
+    def _fit_parts(self, ss):
+        """``(lazy pieces, finish)`` of a fit on the prepared studyset ``ss`` (see
+        :meth:`ALE._fit_parts <nimare_dask.meta.cbma.ale.ALE._fit_parts>`)."""
         step = float(getattr(self.kernel, "value", 1.0))
         if not np.isfinite(step) or step <= 0:
             raise ValueError(f"KDA needs a kernel with a positive value; got {step}")
-        stat = self.kernel.reduce(ss, "sum", chunks=self.chunks)
+        lazy = [self.kernel.reduce(ss, "sum", chunks=self.chunks)]
+        if self.null_method != "montecarlo":
+            lazy.append(kda_histograms(self.kernel, ss, step, chunks=self.chunks))
+        return lazy, lambda computed: self._fit_finish(ss, step, *computed)
+
+    def _fit_finish(self, ss, step, stat, counts=None) -> MetaResult:
         self.inputs_ = {"studyset": ss}
         max_poss = step * ss.foci_counts().sum()
         bins = np.arange(0, max_poss + step * 1.5, step)
         if self.null_method == "montecarlo":
-            (stat,) = self._compute(stat)
             nulls = {_NULL_BINS: bins}
             nulls.update(self._montecarlo_histogram(ss, bins, self._n_null_iters()))
             null = nulls[_MC_WEIGHTS]
         else:
-            hists = kda_histograms(self.kernel, ss, step, chunks=self.chunks)
-            stat, counts = self._compute(stat, hists)
             null = additive_null_from_histograms(counts, bins.size)
             nulls = {_NULL_BINS: bins, _NULL_WEIGHTS: null}
         stat = np.asarray(stat, dtype=np.float32)
@@ -327,10 +328,9 @@ class KDA(_HistogramNullMixin, RandomFociEstimator):
     def _description(self, ss) -> str:
         return (
             f"A kernel density (KDA) meta-analysis \\citep{{wager2007meta}} was performed with "
-            f"{_TOOL}, using a(n) {self._kernel_name()} kernel. {self._kernel_description()} "
+            f"{_TOOL}, using {an(self._kernel_name())} kernel. {self._kernel_description()} "
             "Summary statistics (OF values) were converted to p-values using an approximate "
-            "null distribution. The input dataset included "
-            f"{_n_foci(ss)} foci from {len(ss)} experiments."
+            f"null distribution. {inputs_sentence(ss)}"
         ).replace("  ", " ")
 
 
@@ -617,8 +617,8 @@ class MKDAChi2(PairwiseCBMAEstimator):
             "Family-wise error correction of the chi-square maps was performed with a Monte "
             f"Carlo procedure: {mc.n_iters_run} {how} gave null distributions of the maximum "
             "chi-square value and of the size and mass of the largest cluster (face-wise "
-            f"connectivity, chi-square above {threshold:.4g}, i.e. p < {voxel_thresh}) for each "
-            "test."
+            f"connectivity, chi-square above {sig(threshold)}, i.e. p < {p_text(voxel_thresh)}) "
+            "for each test."
         )
         return Correction(
             maps=maps, tables={"montecarlo": record}, description=text, null_distributions=nulls
@@ -675,78 +675,9 @@ class MKDAChi2(PairwiseCBMAEstimator):
         return (
             "A multilevel kernel density chi-squared analysis \\citep{wager2007meta} was "
             f"performed according to the same procedure as implemented in Neurosynth "
-            f"\\citep{{yarkoni2011large}} with {_TOOL}, using a(n) {self._kernel_name()} "
+            f"\\citep{{yarkoni2011large}} with {_TOOL}, using {an(self._kernel_name())} "
             f"kernel. {self._kernel_description()} The first dataset was evaluated for "
             "uniformity of activation via a one-way chi-square test, and the association "
-            "between activation and group membership via a two-way chi-square test. The first "
-            f"input dataset included {_n_foci(ss1)} foci from {len(ss1)} experiments. "
-            f"The second input dataset included {_n_foci(ss2)} foci from {len(ss2)} "
-            "experiments."
+            "between activation and group membership via a two-way chi-square test. "
+            f"{inputs_sentence(ss1, which=1)} {inputs_sentence(ss2, which=2)}"
         ).replace("  ", " ")
-
-
-def chi2_maps(c1: np.ndarray, c2: np.ndarray, n1: int, n2: int, prior=0.5) -> dict:
-    """All MKDAChi2 maps from the per-voxel active-study counts of two groups.
-
-    Parameters
-    ----------
-    c1, c2 : numpy.ndarray
-        (V,) numbers of active studies in group 1 and group 2.
-    n1, n2 : int
-        Group sizes.
-    prior : float or None
-        Prior of the feature for the ``*_prior`` maps (none when falsy).
-
-    Returns
-    -------
-    dict
-        ``{map name: float64 array}`` (eager).
-    """
-    n = n1 + n2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p_f = n1 / n
-        p_a = (c1 + c2) / n
-        p_agf = c1 / n1
-        p_agu = c2 / n2
-        p_fga = p_agf * p_f / p_a
-        maps: dict[str, np.ndarray] = {}
-        if prior:
-            p_agf_prior = prior * p_agf + (1 - prior) * p_agu
-            p_fga_prior = p_agf * prior / p_agf_prior
-
-    def one_way_maps(counts, size):
-        chi2 = one_way(counts, size)
-        nlogp = chi2_to_nlogp(chi2, 1)
-        z = np.sqrt(chi2) * np.sign(counts - np.mean(counts))
-        return chi2, nlogp, z
-
-    u_chi2, u_nlogp, u_z = one_way_maps(c1, n1)
-    g2_chi2, g2_nlogp, g2_z = one_way_maps(c2, n2)
-    a_chi2 = two_way_counts(c1, c2, n1, n2)
-    a_nlogp = chi2_to_nlogp(a_chi2, 1)
-    a_z = np.sqrt(a_chi2) * np.sign(p_agf - p_agu)
-
-    for desc, chi2, nlogp, z in (
-        ("uniformity", u_chi2, u_nlogp, u_z),
-        ("association", a_chi2, a_nlogp, a_z),
-        ("group1", u_chi2, u_nlogp, u_z),
-        ("group2", g2_chi2, g2_nlogp, g2_z),
-    ):
-        maps[f"z_desc-{desc}"] = z
-        maps[f"chi2_desc-{desc}"] = chi2
-        maps[f"p_desc-{desc}"] = nlogp_to_p(nlogp, dtype=np.float64)
-        maps[f"logp_desc-{desc}"] = nlogp_to_logp(nlogp)
-    maps.update(
-        {
-            "prob_desc-A": p_a,
-            "prob_desc-AgF": p_agf,
-            "prob_desc-AgU": p_agu,
-            "prob_desc-FgA": p_fga,
-            "prob_desc-group1": p_agf,
-            "prob_desc-group2": p_agu,
-        }
-    )
-    if prior:
-        maps["prob_desc-AgF_prior"] = p_agf_prior
-        maps["prob_desc-FgA_prior"] = p_fga_prior
-    return maps
