@@ -216,7 +216,7 @@ def abs_hist_quantile(hist: np.ndarray, q: float) -> float:
     """The ``q`` quantile (numpy's linear rule) of the magnitudes counted in ``hist``.
 
     Order statistics are located exactly by rank; inside their bin they are placed evenly, so
-    the result is within one bin (2**-15 relative) of ``numpy.quantile`` on the raw values.
+    the result is within one bin (2**-12 relative) of ``numpy.quantile`` on the raw values.
 
     Parameters
     ----------
