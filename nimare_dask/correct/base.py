@@ -63,7 +63,9 @@ class Corrector:
     Subclasses set ``_kind`` (``"fwe"``/``"fdr"``), ``_label`` (``"FWE"``/``"FDR"``),
     ``_methods`` (the methods the constructor accepts), ``_generic`` (method -> name of the
     generic implementation on the corrector) and ``_defaults`` (named parameters forwarded to an
-    estimator's correction method, with their defaults).
+    estimator's correction method; ``None`` means unset, i.e. the method's own default, as in
+    NiMARE). A named parameter that is set but that the method receiving it does not take
+    raises ``TypeError`` at :meth:`transform` (``n_cores`` excepted: it sizes the scheduler).
     """
 
     _kind: ClassVar[str] = ""
@@ -71,6 +73,11 @@ class Corrector:
     _methods: ClassVar[tuple[str, ...]] = ()
     _generic: ClassVar[dict[str, str]] = {}
     _defaults: ClassVar[dict[str, Any]] = {}
+    #: Named parameters that only size the local scheduler: dropped (not an error) when the
+    #: correction method does not take them (documented on each corrector).
+    _scheduler_only: ClassVar[tuple[str, ...]] = ("n_cores",)
+    #: Named parameters a generic method uses itself (FDR's ``alpha``).
+    _generic_ok: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, method: str, named: dict[str, Any], kwargs: dict[str, Any]) -> None:
         if method not in self._methods:
@@ -82,6 +89,7 @@ class Corrector:
         for key, value in named.items():
             setattr(self, key, value)
         self._named = dict(named)
+        # NiMARE: a None is an unset parameter (the correction method's own default)
         self.parameters = {k: v for k, v in kwargs.items() if v is not None}
 
     # ------------------------------------------------------------------ info
@@ -134,7 +142,11 @@ class Corrector:
             from nimare_dask.meta.rebuild import estimator_class
 
             estimator = estimator_class(result.estimator_info)
-        return sorted(set(cls._generic) | set(cls._estimator_methods(estimator)))
+        return sorted(
+            set(cls._generic)
+            | set(cls._estimator_methods(estimator))
+            | set(cls._own_methods(estimator))
+        )
 
     # ------------------------------------------------------------------ dispatch
     def _estimator_kwargs(self, func: Callable) -> dict[str, Any]:
@@ -145,7 +157,7 @@ class Corrector:
                 continue
             if accepted is None or key in accepted:
                 kwargs[key] = value
-            elif value != self._defaults.get(key):
+            elif key not in self._scheduler_only:
                 raise TypeError(
                     f"{type(self).__name__}(method={self.method!r}) was given {key}={value!r}, "
                     f"which {getattr(func, '__qualname__', func)} does not accept"
@@ -160,6 +172,33 @@ class Corrector:
             )
         kwargs.update(self.parameters)
         return kwargs
+
+    def _check_generic_kwargs(self) -> None:
+        """A generic method takes no keyword: any set parameter is an error (as NiMARE's
+        validation of ``correct_<kind>_<method>(nlogp)``), ``n_cores`` and the corrector's own
+        ``_generic_ok`` parameters excepted."""
+        given = {
+            k: v
+            for k, v in self._named.items()
+            if v is not None and k not in self._scheduler_only and k not in self._generic_ok
+        }
+        given.update(self.parameters)
+        if given:
+            raise TypeError(
+                f"{type(self).__name__}(method={self.method!r}) does not accept "
+                f"{', '.join(f'{k}={v!r}' for k, v in sorted(given.items()))}; these "
+                "parameters are for an estimator's own correction method"
+            )
+
+    def _own_method(self, result: MetaResult) -> Callable | None:
+        """A method this package provides for the result's estimator (neither generic nor on
+        the estimator), or None; subclasses override (ALE predictive FWE)."""
+        return None
+
+    @classmethod
+    def _own_methods(cls, estimator: Any) -> list[str]:
+        """Methods :meth:`_own_method` provides for ``estimator`` (an instance or a class)."""
+        return []
 
     def _missing_method(self, result: MetaResult) -> Exception:
         est = type(result.estimator).__name__ if result.estimator is not None else "None"
@@ -192,14 +231,12 @@ class Corrector:
         if result.estimator is None and self.method not in self._generic:
             result = self._with_refitted_estimator(result, attr)
         est_method = getattr(result.estimator, attr, None) if result.estimator is not None else None
+        if not callable(est_method):
+            est_method = self._own_method(result)
         if callable(est_method):
             out = Correction.coerce(est_method(result, **self._estimator_kwargs(est_method)))
         elif self.method in self._generic:
-            if self.parameters:
-                raise TypeError(
-                    f"{type(self).__name__}(method={self.method!r}) does not accept "
-                    f"{', '.join(map(repr, sorted(self.parameters)))}"
-                )
+            self._check_generic_kwargs()
             out = getattr(self, self._generic[self.method])(result)
         else:
             raise self._missing_method(result)
@@ -212,7 +249,9 @@ class Corrector:
         from nimare_dask.meta.rebuild import estimator_class, refit_estimator
 
         cls = estimator_class(result.estimator_info)
-        if cls is None or not callable(getattr(cls, attr, None)):
+        if cls is None or not (
+            callable(getattr(cls, attr, None)) or self.method in self._own_methods(cls)
+        ):
             return result
         est = refit_estimator(result, why=f"{type(self).__name__}(method={self.method!r})")
         out = result.copy()

@@ -31,10 +31,11 @@ class FDRCorrector(Corrector):
         ``"indep"``: Benjamini-Hochberg (independent or positively dependent tests);
         ``"negcorr"``: Benjamini-Yekutieli (any dependence). An estimator method
         ``correct_fdr_<method>`` takes precedence when the estimator has one.
-    alpha : float
+    alpha : float, optional
         The FDR level the maps are meant to be thresholded at. The generic maps are adjusted
         p-values (q-values), which ``alpha`` does not change; it is forwarded to an estimator's
-        own FDR method.
+        own FDR method, and one without an ``alpha`` parameter raises ``TypeError`` (NiMARE's
+        rule). None leaves it unset (the estimator method's default).
     **kwargs
         Forwarded to the estimator's correction method (``TypeError`` if not accepted).
 
@@ -50,10 +51,11 @@ class FDRCorrector(Corrector):
     _methods = ("indep", "negcorr")
     _generic = {"indep": "_indep", "negcorr": "_negcorr"}
     _defaults = {"alpha": 0.05}
+    _generic_ok = ("alpha",)
 
-    def __init__(self, method: str = "indep", alpha: float = 0.05, **kwargs: Any) -> None:
-        if not 0 < float(alpha) < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    def __init__(self, method: str = "indep", alpha: float | None = 0.05, **kwargs: Any) -> None:
+        if alpha is not None and (isinstance(alpha, bool) or not 0 < float(alpha) < 1):
+            raise ValueError(f"alpha must be in (0, 1) or None, got {alpha!r}")
         super().__init__(method, {"alpha": alpha}, kwargs)
 
     def _indep(self, result: MetaResult) -> Correction:

@@ -1,4 +1,5 @@
-"""Family-wise error correction: Bonferroni (generic) and Monte Carlo (the estimator's null)."""
+"""Family-wise error correction: Bonferroni (generic), Monte Carlo (the estimator's null) and
+predictive cutoffs (ALE; :mod:`nimare_dask.meta.cbma.predictive`)."""
 
 from __future__ import annotations
 
@@ -21,25 +22,38 @@ _BONFERRONI_TEXT = (
 class FWECorrector(Corrector):
     """Family-wise error rate correction of a meta-analysis result.
 
+    NiMARE 0.22.1's parameters with NiMARE's meaning: ``None`` leaves a parameter unset, so the
+    correction method uses its own default.
+
     Parameters
     ----------
-    method : {"bonferroni", "montecarlo"}
+    method : {"bonferroni", "montecarlo", "predictive"}
         ``"bonferroni"`` works on any result with a ``p`` map. ``"montecarlo"`` uses the
         estimator's null model (``estimator.correct_fwe_montecarlo``): voxel-level FWE from the
         maximum statistic and cluster-level FWE from the maximum cluster size and mass.
+        ``"predictive"`` (ALE only; needs the ``predictive`` extra, i.e. xgboost) thresholds
+        the ALE map at voxel- and cluster-level cutoffs *predicted* by NiMARE's XGBoost models
+        from the numbers of experiments, subjects and foci
+        (:func:`~nimare_dask.meta.cbma.predictive.predict_cutoffs`), not simulated.
     n_iters : int, optional
-        Monte Carlo iterations (default: the estimator's, 5000 for CBMA as in NiMARE).
-    voxel_thresh : float
-        Monte Carlo only: uncorrected cluster-forming p threshold.
-    vfwe_only : bool
-        Monte Carlo only: skip cluster-level inference.
-    random_state : int, optional
-        Monte Carlo only: seed of the iterations.
+        Monte Carlo iterations (None: the estimator's default, 5000 for CBMA as in NiMARE).
+        Only ``"montecarlo"`` takes it; with another method a value raises ``TypeError``
+        (NiMARE drops it silently).
     n_cores : int, optional
-        Sizes the local scheduler when no Dask scheduler is configured.
+        Threads of the local scheduler when no Dask scheduler is configured (None: the
+        estimator's setting; NiMARE's default is 1). Without effect for ``"bonferroni"`` and
+        ``"predictive"``, which run no parallel work.
+    voxel_thresh : float, optional
+        Monte Carlo only: uncorrected cluster-forming p threshold (None: the estimator's
+        default, 0.001).
+    vfwe_only : bool, optional
+        Monte Carlo only: skip cluster-level inference (None: the estimator's default).
+    random_state : int, optional
+        Monte Carlo only: seed of the iterations (None: the estimator's ``random_state``).
     **kwargs
-        Forwarded to the estimator's correction method; a keyword it does not accept raises
-        ``TypeError`` at :meth:`transform` (as does any keyword with ``"bonferroni"``).
+        Forwarded to the estimator's correction method (NiMARE's behaviour); keywords set to
+        None are dropped, and one the method does not accept raises ``TypeError`` at
+        :meth:`transform` (as does any set keyword with ``"bonferroni"``).
 
     Notes
     -----
@@ -50,12 +64,12 @@ class FWECorrector(Corrector):
 
     _kind = "fwe"
     _label = "FWE"
-    _methods = ("bonferroni", "montecarlo")
+    _methods = ("bonferroni", "montecarlo", "predictive")
     _generic = {"bonferroni": "_bonferroni"}
     _defaults = {
         "n_iters": None,
-        "voxel_thresh": 0.001,
-        "vfwe_only": False,
+        "voxel_thresh": None,
+        "vfwe_only": None,
         "random_state": None,
         "n_cores": None,
     }
@@ -64,10 +78,10 @@ class FWECorrector(Corrector):
         self,
         method: str = "bonferroni",
         n_iters: int | None = None,
-        voxel_thresh: float = 0.001,
-        vfwe_only: bool = False,
-        random_state: int | None = None,
         n_cores: int | None = None,
+        voxel_thresh: float | None = None,
+        vfwe_only: bool | None = None,
+        random_state: int | None = None,
         **kwargs: Any,
     ) -> None:
         if n_iters is not None and (
@@ -76,12 +90,20 @@ class FWECorrector(Corrector):
             or n_iters <= 0
         ):
             raise ValueError(f"n_iters must be a positive integer or None, got {n_iters!r}")
-        if not 0 < float(voxel_thresh) < 1:
-            raise ValueError(f"voxel_thresh must be a p-value in (0, 1), got {voxel_thresh!r}")
+        if voxel_thresh is not None and (
+            isinstance(voxel_thresh, bool) or not 0 < float(voxel_thresh) < 1
+        ):
+            raise ValueError(
+                f"voxel_thresh must be a p-value in (0, 1) or None, got {voxel_thresh!r}"
+            )
         if random_state is not None and (
             isinstance(random_state, bool) or not isinstance(random_state, int | np.integer)
         ):
             raise TypeError(f"random_state must be an int or None, got {type(random_state)}")
+        if n_cores is not None and (
+            isinstance(n_cores, bool) or not isinstance(n_cores, int | np.integer)
+        ):
+            raise TypeError(f"n_cores must be an int or None, got {n_cores!r}")
         named = {
             "n_iters": n_iters,
             "voxel_thresh": voxel_thresh,
@@ -90,6 +112,21 @@ class FWECorrector(Corrector):
             "n_cores": n_cores,
         }
         super().__init__(method, named, kwargs)
+
+    @classmethod
+    def _own_methods(cls, estimator: Any) -> list[str]:
+        from nimare_dask.meta.cbma.predictive import supports_predictive
+
+        return ["predictive"] if supports_predictive(estimator) else []
+
+    def _own_method(self, result: MetaResult):
+        if self.method != "predictive" or "predictive" not in self._own_methods(result.estimator):
+            return None
+        from functools import partial
+
+        from nimare_dask.meta.cbma.predictive import correct_fwe_predictive
+
+        return partial(correct_fwe_predictive, result.estimator)
 
     def _missing_method(self, result: MetaResult) -> Exception:
         if self.method == "montecarlo":
@@ -113,6 +150,13 @@ class FWECorrector(Corrector):
                 f"estimator {est} has no correct_fwe_montecarlo method (Monte Carlo FWE is "
                 "defined for ALE, MKDADensity, KDA, SCALE, ALESubtraction and MKDAChi2); use "
                 "method='bonferroni'"
+            )
+        if self.method == "predictive":
+            est = type(result.estimator).__name__ if result.estimator is not None else "None"
+            return NotImplementedError(
+                "FWECorrector(method='predictive') applies cutoffs predicted by NiMARE's ALE "
+                f"models, which exist for ALE only, not for estimator {est}; use "
+                "method='montecarlo' or 'bonferroni'"
             )
         return super()._missing_method(result)
 

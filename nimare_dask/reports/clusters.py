@@ -98,6 +98,10 @@ def default_threshold(name: str) -> float:
         For maps whose scale has no conventional threshold (``stat``, ``chi2`` ...).
     """
     parts = parse_map_name(name)
+    if parts["method"] == "predictive":
+        # predictive FWE maps already hold 0 (p = 1) outside the voxels/clusters that
+        # survive the predicted cutoff: every non-zero voxel is significant
+        return 0.0
     alpha = _ALPHA if parts["corr"] else 0.001
     if parts["datatype"] == "z":
         two_tailed = parts["corr"] is not None and parts["method"] != "montecarlo"

@@ -198,6 +198,14 @@ def _threshold_text(result: MetaResult) -> str:
     cluster = [n for n in names if is_cluster_level(n)]
     voxel = [n for n in names if not is_cluster_level(n)]
     out = []
+    predicted = [n for n in names if "_method-predictive" in n]
+    if predicted:
+        out.append(
+            f"Predictive FWE maps ({', '.join(predicted)}) hold the uncorrected z of the "
+            "voxels that survive the predicted cutoff and 0 elsewhere."
+        )
+        cluster = [n for n in cluster if n not in predicted]
+        voxel = [n for n in voxel if n not in predicted]
     if cluster:
         out.append(
             f"Cluster-level corrected z maps ({', '.join(cluster)}) hold, in every voxel of a "
