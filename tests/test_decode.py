@@ -386,7 +386,7 @@ def test_studies_without_foci_are_ignored(laird, features):
     a = CorrelationDecoder(features=features).fit(ss).maps_.maps.values
     b = CorrelationDecoder(features=features).fit(laird).maps_.maps.values
     np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="without foci"):
+    with pytest.raises(ValueError, match="with no foci"):
         CorrelationDecoder(features=features).fit(ss, drop_invalid=False)
 
 

@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import xarray as xr
 
 from nimare_dask import storage
+from nimare_dask.decode.distribution import CorrelationDistributionDecoder
 from nimare_dask.decode.featuremaps import (
     ALGORITHM_VERSION,
     DENSITY_TARGETS,
@@ -40,7 +41,11 @@ from nimare_dask.decode.featurestore import (
     stored_maps,
     write_feature_maps,
 )
-from nimare_dask.decode.selection import candidate_features, label_indicator, studies_with_foci
+from nimare_dask.decode.selection import (
+    analyses_with_inputs,
+    candidate_features,
+    label_indicator,
+)
 from nimare_dask.kernels import MKDAKernel
 from nimare_dask.meta.base import CBMAEstimator, PairwiseCBMAEstimator, compute
 from nimare_dask.meta.cbma import MKDAChi2, MKDADensity
@@ -49,7 +54,7 @@ from nimare_dask.results.metaresult import object_info
 from nimare_dask.space import Grid, get_grid
 from nimare_dask.studyset import Studyset, open_studyset
 
-__all__ = ["CorrelationDecoder"]
+__all__ = ["CorrelationDecoder", "CorrelationDistributionDecoder"]
 
 LGR = logging.getLogger(__name__)
 
@@ -117,7 +122,9 @@ class CorrelationDecoder:
 
     Notes
     -----
-    As in NiMARE 0.22.1: analyses without foci are ignored; a feature is kept if at least one
+    As in NiMARE 0.22.1: analyses without foci or without an annotation record (all labels
+    missing, NaN; a 0 is a value) are ignored
+    (:func:`~nimare_dask.decode.selection.analyses_with_inputs`); a feature is kept if at least one
     analysis has it; with a pairwise estimator a feature carried by every analysis is dropped
     (there is nothing to compare with); the selected studies of a feature are those whose
     value is ``>= frequency_threshold``.
@@ -211,7 +218,8 @@ class CorrelationDecoder:
         studyset : Studyset, str or Path
             The database: an in-memory studyset, one opened from a store, or a store path.
         drop_invalid : bool
-            Ignore analyses without foci (NiMARE's default). With False such analyses raise.
+            Ignore analyses without foci or without an annotation record (NiMARE's default;
+            :func:`~nimare_dask.decode.selection.analyses_with_inputs`). With False they raise.
 
         Returns
         -------
@@ -231,13 +239,7 @@ class CorrelationDecoder:
         if mask is not None and not get_grid(mask).same_as(studyset.grid):
             studyset = studyset.with_grid(get_grid(mask))
             store = None  # maps on another grid do not belong in this store's namespace
-        n_all = len(studyset)
-        if not drop_invalid and (studyset.foci_counts() == 0).any():
-            bad = studyset.ids[studyset.foci_counts() == 0]
-            raise ValueError(f"analyses without foci (drop_invalid=False): {list(bad[:10])}")
-        ss = studies_with_foci(studyset)
-        if len(ss) < n_all:
-            LGR.info("CorrelationDecoder: ignoring %d analyses without foci", n_all - len(ss))
+        ss = analyses_with_inputs(studyset, drop_invalid=drop_invalid, what="CorrelationDecoder")
         names = candidate_features(ss.labels, self.feature_group, self.features)
         indicator = label_indicator(ss, names, self.frequency_threshold)
         counts = np.asarray(indicator.getnnz(axis=0))

@@ -33,10 +33,10 @@ from scipy.stats import binom
 
 from nimare_dask.decode.selection import (
     LabelDatabase,
+    analyses_with_inputs,
     candidate_features,
     database_from_frames,
     database_from_studyset,
-    studies_with_foci,
 )
 from nimare_dask.kernels import KernelTransformer, MKDAKernel
 from nimare_dask.space import Grid, get_grid
@@ -333,14 +333,20 @@ class _DiscreteDecoder:
         studyset : Studyset, str or Path
             The database (or a store path).
         drop_invalid : bool
-            Ignore analyses without foci (NiMARE's default).
+            Ignore analyses without foci or without an annotation record (NiMARE's default;
+            :func:`~nimare_dask.decode.selection.analyses_with_inputs`). With False they raise.
 
         Returns
         -------
         self
         """
         db = database_from_studyset(
-            studyset, self.feature_group, self.features, self.frequency_threshold
+            studyset,
+            self.feature_group,
+            self.features,
+            self.frequency_threshold,
+            drop_invalid=drop_invalid,
+            what=type(self).__name__,
         )
         counts = np.asarray(db.indicator.getnnz(axis=0))
         keep = counts > 0
@@ -516,7 +522,8 @@ class ROIAssociationDecoder:
         studyset : Studyset, str or Path
             The database (or a store path).
         drop_invalid : bool
-            Ignore analyses without foci (NiMARE's default).
+            Ignore analyses without foci or without an annotation record (NiMARE's default;
+            :func:`~nimare_dask.decode.selection.analyses_with_inputs`). With False they raise.
 
         Returns
         -------
@@ -525,7 +532,7 @@ class ROIAssociationDecoder:
         """
         if isinstance(studyset, str | Path):
             studyset = open_studyset(studyset)
-        ss = studies_with_foci(studyset)
+        ss = analyses_with_inputs(studyset, drop_invalid=drop_invalid, what="ROIAssociationDecoder")
         names = candidate_features(ss.labels, self.feature_group, self.features)
         ann = ss.annotation_matrix
         vals = ann.values[:, ann.label_positions(names)]

@@ -2,8 +2,13 @@
 
 NiMARE 0.22.1's conventions (``decode/base.py``), vectorised:
 
-* only analyses with at least one focus take part (NiMARE's ``drop_invalid`` keeps the
-  analyses with coordinates and annotations);
+* only the analyses that have every input the decoder declares take part
+  (:func:`analyses_with_inputs`, NiMARE's ``_collect_inputs(drop_invalid=True)``): at least one
+  focus (coordinate-based decoders), an annotation record (every decoder) and, for
+  :class:`~nimare_dask.decode.continuous.CorrelationDistributionDecoder`, an image of the target
+  type. An analysis *without an annotation record* is one whose labels are all missing (NaN);
+  a label value of 0 is a value, so an annotated analysis carrying none of the labels still
+  counts (it is one of "the rest" of every feature), as in NiMARE;
 * ``feature_group`` selects the labels starting with ``<group>__`` (the trailing ``__`` is
   added when missing); ``features`` may then be given with or without that prefix;
 * a feature is kept if at least one analysis has a value ``>= frequency_threshold``;
@@ -15,9 +20,12 @@ database (NeuroQuery: 13,459 x 7,547) costs a few MB.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import dask
+import dask.array as da
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -26,6 +34,8 @@ from nimare_dask.studyset import Studyset, open_studyset
 
 __all__ = [
     "LabelDatabase",
+    "analyses_with_inputs",
+    "annotated_analyses",
     "candidate_features",
     "database_from_frames",
     "database_from_studyset",
@@ -34,6 +44,120 @@ __all__ = [
 ]
 
 _ID_COLUMNS = ("id", "study_id", "contrast_id")
+LGR = logging.getLogger(__name__)
+
+
+def annotated_analyses(studyset: Studyset) -> np.ndarray:
+    """Which analyses have an annotation record: at least one label value that is not NaN.
+
+    NiMARE 0.22.1 (``nimare/studyset/requirements.py``, ``Labels.validity``) counts an analysis
+    as annotated when any annotation stores an entry for it, whatever the value (0 included);
+    an analysis with no entry at all is invalid input to every decoder and is dropped. Here a
+    missing entry is NaN, so an analysis is unannotated when all its labels (every label of the
+    studyset, not only the requested features) are NaN; an entry not stored in a sparse matrix
+    is 0, a value.
+
+    Parameters
+    ----------
+    studyset : Studyset
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean, aligned with ``studyset.ids`` (eager; a store's dense labels are read once,
+        in blocks). All False when the studyset has no annotations.
+    """
+    ann = studyset.annotation_matrix
+    n = len(studyset)
+    if ann is None or not ann.shape[1]:
+        return np.zeros(n, dtype=bool)
+    vals = ann.values
+    if sp.issparse(vals):
+        csr = sp.csr_matrix(vals)
+        rows = np.repeat(np.arange(n), np.diff(csr.indptr))
+        nan_per_row = np.bincount(rows[np.isnan(csr.data)], minlength=n)
+        return nan_per_row < csr.shape[1]
+    if isinstance(vals, da.Array):
+        (all_nan,) = dask.compute(da.isnan(vals).all(axis=1))
+        return ~np.asarray(all_nan, dtype=bool)
+    return ~np.isnan(np.asarray(vals, dtype=np.float32)).all(axis=1)
+
+
+def analyses_with_inputs(
+    studyset: Studyset,
+    *,
+    foci: bool = True,
+    labels: bool = True,
+    image_type: str | None = None,
+    drop_invalid: bool = True,
+    what: str = "decoder",
+) -> Studyset:
+    """The analyses that have every input an algorithm needs (NiMARE's ``drop_invalid``).
+
+    The one place where decoders (and workflows such as MACM, with ``labels=False``) decide
+    which analyses take part, as NiMARE 0.22.1's ``_collect_inputs``: an analysis is valid when
+    it has at least one focus (``foci``), an annotation record (``labels``,
+    :func:`annotated_analyses`) and an image of ``image_type``; the others are ignored, or
+    raise with ``drop_invalid=False``.
+
+    Parameters
+    ----------
+    studyset : Studyset
+    foci : bool
+        Require at least one focus (coordinate-based algorithms).
+    labels : bool
+        Require an annotation record (decoders).
+    image_type : str, optional
+        Require an image of this type (``"z"``...).
+    drop_invalid : bool
+        Ignore invalid analyses (True, NiMARE's default) or raise naming them (False).
+    what : str
+        Who asks, for messages.
+
+    Returns
+    -------
+    Studyset
+        ``studyset`` itself when every analysis is valid, else a slice (which has no store).
+
+    Raises
+    ------
+    ValueError
+        No analysis is valid, or some are invalid and ``drop_invalid`` is False.
+    """
+    n = len(studyset)
+    reasons: list[tuple[str, np.ndarray]] = []
+    if foci:
+        reasons.append(("no foci", np.asarray(studyset.foci_counts()) > 0))
+    if labels:
+        if studyset.annotation_matrix is None:
+            raise ValueError(f"the studyset has no annotations; the {what} needs labels")
+        reasons.append(("no annotation record (every label missing)", annotated_analyses(studyset)))
+    if image_type is not None:
+        from nimare_dask.studyset.images import has_image
+
+        reasons.append((f"no {image_type!r} image", np.asarray(has_image(studyset, image_type))))
+    valid = np.ones(n, dtype=bool)
+    for _, ok in reasons:
+        valid &= ok
+    if n and valid.all():
+        return studyset
+    ids = np.asarray(studyset.ids)
+    detail = "; ".join(
+        f"{(~ok).sum()} with {why} (e.g. {list(ids[~ok][:5])})"
+        for why, ok in reasons
+        if not ok.all()
+    )
+    if not valid.any():
+        raise ValueError(
+            f"no analysis has the inputs the {what} needs: {detail or 'empty studyset'}"
+        )
+    if not drop_invalid:
+        raise ValueError(
+            f"{(~valid).sum()} of {n} analyses lack inputs the {what} needs ({detail}); pass "
+            "drop_invalid=True to ignore them"
+        )
+    LGR.info("%s: ignoring %d of %d analyses: %s", what, (~valid).sum(), n, detail)
+    return studyset.slice(ids[valid])
 
 
 def studies_with_foci(studyset: Studyset) -> Studyset:
@@ -46,14 +170,9 @@ def studies_with_foci(studyset: Studyset) -> Studyset:
     Returns
     -------
     Studyset
-        ``studyset`` itself when every analysis has foci, else a slice (which has no store).
+        ``analyses_with_inputs(studyset, labels=False)``.
     """
-    counts = studyset.foci_counts()
-    if len(studyset) and (counts > 0).all():
-        return studyset
-    if not (counts > 0).any():
-        raise ValueError("the studyset has no analyses with foci; nothing to decode")
-    return studyset.slice(studyset.ids[counts > 0])
+    return analyses_with_inputs(studyset, labels=False)
 
 
 def candidate_features(
@@ -201,13 +320,21 @@ class LabelDatabase:
         )
 
 
-def database_from_studyset(studyset, feature_group, features, frequency_threshold) -> LabelDatabase:
-    """A :class:`LabelDatabase` of the analyses with foci of a studyset (or a store path)."""
+def database_from_studyset(
+    studyset,
+    feature_group,
+    features,
+    frequency_threshold,
+    drop_invalid: bool = True,
+    what: str = "decoder",
+) -> LabelDatabase:
+    """A :class:`LabelDatabase` of a studyset's (or a store path's) analyses with foci and
+    annotations (:func:`analyses_with_inputs`)."""
     if isinstance(studyset, str | Path):
         studyset = open_studyset(studyset)
     if not isinstance(studyset, Studyset):
         raise TypeError(f"expected a Studyset or a store path; got {type(studyset).__name__}")
-    ss = studies_with_foci(studyset)
+    ss = analyses_with_inputs(studyset, drop_invalid=drop_invalid, what=what)
     names = candidate_features(ss.labels, feature_group, features)
     ind = label_indicator(ss, names, frequency_threshold)
     return LabelDatabase(ss.ids, ind, names, ss.foci_counts(), ss.ids)
