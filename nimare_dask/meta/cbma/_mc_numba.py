@@ -48,6 +48,7 @@ import numpy as np
 from numba import njit
 
 from nimare_dask.stats.clusters import max_stats_of_supra
+from nimare_dask.stats.nulls import _nearest_bin
 
 __all__ = [
     "ALE_MANY_FOCI",
@@ -62,6 +63,7 @@ __all__ = [
     "ale_scan",
     "ale_scan_exceed",
     "ale_scan_hist",
+    "ale_z_map",
     "scan_chunks",
     "sum_accumulate",
     "sum_scan",
@@ -700,6 +702,27 @@ def ale_scan_hist(acc, edges, counts):
         if zero_bin > last:
             last = zero_bin
     return last
+
+
+@njit(nogil=True, cache=True)
+def ale_z_map(acc, z_table, inv_step, n_bins, z):
+    """TFCE null: the z map of an iteration, ``z[v] = z_table[bin(float32(1 - exp(acc[v])))]``.
+
+    ``z_table`` (float32, ``n_bins + 1`` rows) is z of the fit's null p table
+    (:func:`nimare_dask.stats.nulls.nullhist_p_table`; the last row, 0, for ALE <= 0), so the
+    iteration's map is converted exactly as the observed ALE map. ``acc`` is left as it is.
+    """
+    zero = np.float64(z_table[n_bins])
+    for v in range(acc.shape[0]):
+        a = acc[v]
+        if a == 0.0:
+            z[v] = zero
+            continue
+        s = np.float64(_ale_value(a))
+        if s > 0.0:
+            z[v] = np.float64(z_table[_nearest_bin(s, inv_step, n_bins)])
+        else:
+            z[v] = zero
 
 
 # ---------------------------------------------------------------------------- MKDA / KDA

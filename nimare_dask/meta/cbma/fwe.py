@@ -399,6 +399,7 @@ class RandomFociFWEMixin:
         early_stop: EarlyStopping | None = None,
         progress: bool | None = None,
         block_size: int | None = None,
+        tfce: bool = False,
     ):
         """Voxel- and cluster-level FWE correction with a random-foci Monte Carlo null.
 
@@ -431,6 +432,9 @@ class RandomFociFWEMixin:
             Show a progress bar (default: the estimator's ``progress``).
         block_size : int, optional
             Iterations per task (default: calibrated to about half a second).
+        tfce : bool
+            ALE only: also threshold-free cluster enhancement of the z map and its voxel-level
+            FWE from the maximum TFCE of the same iterations (:mod:`.ale_tfce`; JALE's TFCE).
 
         Returns
         -------
@@ -439,7 +443,9 @@ class RandomFociFWEMixin:
             ``p/z/logp_desc-mass_level-cluster`` (z one-tailed; NiMARE has no ``p`` maps), the
             nulls ``values_level-voxel_corr-fwe_method-montecarlo``,
             ``values_desc-{size,mass}_level-cluster_corr-fwe_method-montecarlo``, and the
-            table ``montecarlo`` (iterations run, early stop, seed). Eager.
+            table ``montecarlo`` (iterations run, early stop, seed). With ``tfce``: also
+            ``stat_desc-tfce``, ``p/z/logp_desc-tfce_level-voxel`` and the null
+            ``values_desc-tfce_level-voxel_corr-fwe_method-montecarlo``. Eager.
         """
         from nimare_dask.results import Correction
         from nimare_dask.stats.nulls import nullhist_to_p
@@ -448,10 +454,14 @@ class RandomFociFWEMixin:
         n_iters = check_n_iters(n_iters, owner)
         if not 0 < float(voxel_thresh) < 1:
             raise ValueError(f"{owner}: voxel_thresh must be in (0, 1), got {voxel_thresh!r}")
+        if not isinstance(tfce, bool | np.bool_):
+            raise TypeError(f"{owner}: tfce must be True or False, got {tfce!r}")
+        if tfce and self._null_kind != "ale":
+            raise ValueError(f"{owner}: tfce=True is only available for ALE (JALE's TFCE)")
         ss = self._fitted_studyset(result)
         stat = np.asarray(result.get_map("stat", return_type="array"))
         nulls_ = getattr(self, "null_distributions_", {}) or {}
-        if vfwe_only and getattr(self, "null_method", "") == "montecarlo":
+        if vfwe_only and not tfce and getattr(self, "null_method", "") == "montecarlo":
             hist = nulls_["histweights_level-voxel_corr-fwe_method-montecarlo"]
             p = nullhist_to_p(stat, hist, nulls_["histogram_bins"])
             maps = upper_fwe_maps(stat, {}, None, result.grid, vfwe_only=True, p_voxel=p)
@@ -461,7 +471,12 @@ class RandomFociFWEMixin:
             )
             return Correction(maps=maps, description=text)
         threshold = None if vfwe_only else float(self.summarystat_threshold(voxel_thresh))
-        block = self._null_block(ss, "fwe", threshold=threshold)
+        if tfce:
+            from nimare_dask.meta.cbma.ale_tfce import tfce_block
+
+            block = tfce_block(self, ss, threshold)
+        else:
+            block = self._null_block(ss, "fwe", threshold=threshold)
         seed = random_state if random_state is not None else getattr(self, "random_state", None)
         mc = run_null(
             block,
@@ -488,6 +503,13 @@ class RandomFociFWEMixin:
             null_out[NULL_KEYS["size"]] = nulls["size"]
             null_out[NULL_KEYS["mass"]] = nulls["mass"]
         maps = upper_fwe_maps(stat, nulls, threshold, result.grid, vfwe_only=vfwe_only)
+        tfce_text = ""
+        if tfce:
+            from nimare_dask.meta.cbma.ale_tfce import tfce_correction
+
+            tfce_maps, tfce_null, tfce_text = tfce_correction(self, result, mc)
+            maps.update(tfce_maps)
+            null_out.update(tfce_null)
         if isinstance(getattr(self, "null_distributions_", None), dict):
             self.null_distributions_.update(null_out)
         table = run_record(
@@ -495,6 +517,7 @@ class RandomFociFWEMixin:
             voxel_thresh=float(voxel_thresh),
             cluster_forming_threshold=np.nan if threshold is None else threshold,
             vfwe_only=bool(vfwe_only),
+            tfce=bool(tfce),
         )
         where = (
             "the grey-matter voxels of the mask (MNI152 grey-matter probability > 0.1)"
@@ -504,6 +527,8 @@ class RandomFociFWEMixin:
         text = _description(
             mc.n_iters_run, self._stat_name, threshold, voxel_thresh, vfwe_only, mc, where
         )
+        if tfce_text:
+            text = f"{text} {tfce_text}"
         return Correction(
             maps=maps,
             tables={"montecarlo": table},
