@@ -20,6 +20,7 @@ _SUBPACKAGES = frozenset(
         "datasets",
         "decode",
         "diagnostics",
+        "extract",
         "generate",
         "io",
         "kernels",
@@ -32,6 +33,7 @@ _SUBPACKAGES = frozenset(
         "stats",
         "storage",
         "studyset",
+        "transforms",
         "utils",
         "workflows",
     }

@@ -68,32 +68,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def _ale_tfce_workflow(studyset, *, n_iters, voxel_thresh, fwhm, random_state, diagnostics,
-                       output_dir, prefix, report):  # fmt: skip
-    """``ale_workflow`` with ``FWECorrector("montecarlo", tfce=True)`` (same steps, same files)."""
-    from nimare_dask.correct import FWECorrector
-    from nimare_dask.meta.cbma import ALE
-    from nimare_dask.reports import save_outputs
-    from nimare_dask.workflows.cbma import WorkflowOutput, _diagnose, _kernel, _save_reopenable
-
-    result = ALE(kernel=_kernel(fwhm)).fit(studyset)
-    corrector = FWECorrector(
-        method="montecarlo",
-        voxel_thresh=voxel_thresh,
-        n_iters=n_iters,
-        random_state=random_state,
-        tfce=True,
-    )
-    result = _diagnose(corrector.transform(result), diagnostics, studyset)
-    out = WorkflowOutput(results={"ale": result})
-    if output_dir is not None:
-        out.files["ale"] = save_outputs(
-            result, output_dir, prefix, studyset=studyset, report=report
-        )
-        out.files["ale"].update(_save_reopenable(result, studyset, output_dir, prefix))
-    return out
-
-
 def _sample_path(name: str) -> str:
     ref = resources.files("nimare_dask.resources") / "data" / SAMPLES[name]
     return str(ref)
@@ -125,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.gingerale_contrast and not args.file2:
         raise ValueError("--gingerale-contrast needs --file2")
-    if getattr(args, "tfce", False) and args.file2:
+    if args.tfce and args.file2:
         raise ValueError("--tfce applies to a one-group ALE; leave out --file2")
     cluster = cluster_options(args)
     ss1 = read_sleuth(files if len(files) > 1 else files[0])
@@ -147,10 +121,8 @@ def run(args: argparse.Namespace) -> int:
         "report": args.report,
     }
     with dask_client(**cluster):
-        if ss2 is None and getattr(args, "tfce", False):
-            out = _ale_tfce_workflow(ss1, **common)
-        elif ss2 is None:
-            out = ale_workflow(ss1, **common)
+        if ss2 is None:
+            out = ale_workflow(ss1, tfce=args.tfce, **common)
         else:
             out = ale_contrast_workflow(
                 ss1, ss2, gingerale_contrast=args.gingerale_contrast, **common

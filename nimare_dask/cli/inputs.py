@@ -65,8 +65,8 @@ def load_studyset(location: str, storage_options: dict | None = None):
     path = Path(location)
     if "://" in location:
         return open_studyset(location, **(storage_options or {}))
-    if path.is_dir():  # a store (open_studyset says what is wrong with any other folder)
-        return open_studyset(location)
+    if path.is_dir():  # a store or a NeuroStore parquet studyset (else a clear error)
+        return Studyset(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file or store: {location}")
     if path.suffix.lower() in (".json", ".gz"):

@@ -18,6 +18,13 @@ from nimare_dask.io.errors import (
     SleuthError,
     UnmatchedFociWarning,
 )
+from nimare_dask.io.jale import (
+    DependentExperimentsWarning,
+    JaleSheetError,
+    read_jale_analyses,
+    read_jale_sheet,
+    select_experiments,
+)
 from nimare_dask.io.neurosynth import (
     convert_neuroquery_to_studyset,
     convert_neurosynth_to_studyset,
@@ -34,6 +41,11 @@ from nimare_dask.studyset.core import Studyset, StudysetError, UnknownSpaceWarni
 from nimare_dask.studyset.nimads import write_nimads as _write_nimads
 
 __all__ = [
+    "DependentExperimentsWarning",
+    "JaleSheetError",
+    "read_jale_analyses",
+    "read_jale_sheet",
+    "select_experiments",
     "convert_sleuth_to_studyset",
     "read_sleuth",
     "write_sleuth",

@@ -13,6 +13,7 @@ keyword raises ``TypeError``.
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import logging
 from collections.abc import Mapping
@@ -96,6 +97,87 @@ def compute(*objs: Any, n_cores: int | None = None) -> tuple:
 _SYNC_MAX_KEYS = 4
 
 
+#: NiMARE's ``Estimator`` keywords every CBMA estimator accepts through ``**kwargs``, with
+#: their defaults. ``generate_description=False`` leaves the result's description (and its
+#: references) empty, as NiMARE. ``memory`` / ``memory_level`` (NiMARE's joblib caching of
+#: kernel maps) have no effect here: kernel maps are cached as derived arrays of the
+#: studyset store (``nimare_dask.kernels.cache``), whatever these say.
+NIMARE_KEYWORDS: Mapping[str, Any] = {
+    "generate_description": True,
+    "memory": None,
+    "memory_level": 0,
+}
+
+
+def _describing_fit(fit):
+    """Wrap a subclass's ``fit`` with NiMARE's keywords.
+
+    * ``generate_description=False`` (constructor) empties the result's description;
+    * ``dataset=`` / ``dataset1=`` / ``dataset2=`` name the studysets as NiMARE does;
+    * ``drop_invalid=True`` is what our estimators do (analyses without foci are dropped);
+      ``drop_invalid=False`` is refused when an analysis has no foci;
+    * ``ma_maps`` / ``ma_maps1`` / ``ma_maps2`` (NiMARE's precomputed MA maps) must be None:
+      MA maps are computed from the foci (and cached in the studyset's store).
+    """
+    sig = inspect.signature(fit)
+    names = list(sig.parameters)
+    pairwise = "studyset2" in sig.parameters
+    data_names = ("studyset1", "studyset2") if pairwise else ("studyset",)
+    nimare_data = ("dataset1", "dataset2") if pairwise else ("dataset",)
+    ma_names = ("ma_maps1", "ma_maps2") if pairwise else ("ma_maps",)
+
+    own_drop = "drop_invalid" in sig.parameters  # the subclass handles it itself
+
+    @functools.wraps(fit)
+    def wrapped(self, *args, **kwargs):
+        drop_invalid = True if own_drop else kwargs.pop("drop_invalid", True)
+        for ours, theirs in zip(data_names, nimare_data, strict=True):
+            if theirs in kwargs and theirs not in sig.parameters:
+                if ours in kwargs:
+                    raise TypeError(f"pass {ours}= or {theirs}=, not both")
+                kwargs[ours] = kwargs.pop(theirs)
+        for name in ma_names:
+            if name not in sig.parameters and kwargs.pop(name, None) is not None:
+                raise TypeError(
+                    f"{type(self).__name__}.fit: {name}= (precomputed MA maps) is not supported; "
+                    "MA maps are computed from the studyset's foci (and cached in its store)"
+                )
+        if not isinstance(drop_invalid, bool | np.bool_):
+            raise TypeError(f"drop_invalid must be True or False, got {drop_invalid!r}")
+        if not drop_invalid:
+            bound = sig.bind_partial(self, *args, **kwargs).arguments
+            for name in data_names:
+                ss = bound.get(name)
+                counts = ss.foci_counts() if isinstance(ss, Studyset) else None
+                if counts is not None and (counts == 0).any():
+                    raise ValueError(
+                        f"drop_invalid=False: analyses without foci {list(ss.ids[counts == 0][:5])}"
+                        " would be kept by NiMARE; nimare_dask drops them (they add nothing to "
+                        "the maps). Remove them or pass drop_invalid=True."
+                    )
+        result = fit(self, *args, **kwargs)
+        if not getattr(self, "generate_description", True) and hasattr(result, "description"):
+            result.description = ""
+            result.references = ""
+        return result
+
+    extra = [
+        inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=None)
+        for n in (*nimare_data, *ma_names)
+        if n not in names
+    ]
+    params = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
+    varkw = [p for p in sig.parameters.values() if p.kind == p.VAR_KEYWORD]
+    keyword = (
+        []
+        if own_drop
+        else [inspect.Parameter("drop_invalid", inspect.Parameter.KEYWORD_ONLY, default=True)]
+    )
+    wrapped.__signature__ = sig.replace(parameters=[*params, *keyword, *extra, *varkw])
+    wrapped._describes = True
+    return wrapped
+
+
 class Estimator:
     """Base of every estimator: parameters in the sklearn style.
 
@@ -106,15 +188,36 @@ class Estimator:
 
     #: Keyword arguments that ``__init__`` accepts under another name (NiMARE's spelling).
     _aliases: Mapping[str, str] = {}
+    #: NiMARE keywords (:data:`NIMARE_KEYWORDS`) this class accepts through ``**kwargs``.
+    _nimare_keywords: tuple[str, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        fit = cls.__dict__.get("fit")
+        if fit is not None and not getattr(fit, "_describes", False):
+            cls.fit = _describing_fit(fit)
 
     @classmethod
     def _param_names(cls) -> list[str]:
         sig = inspect.signature(cls.__init__)
-        return [
+        names = [
             p.name
             for p in sig.parameters.values()
             if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
         ]
+        return names + [k for k in cls._nimare_keywords if k not in names]
+
+    def _init_nimare_keywords(self, kwargs: dict) -> None:
+        """Pop NiMARE's ``generate_description`` / ``memory`` / ``memory_level`` from kwargs."""
+        for key in self._nimare_keywords:
+            if key in inspect.signature(type(self).__init__).parameters:
+                continue
+            value = kwargs.pop(key, NIMARE_KEYWORDS[key])
+            if key == "generate_description" and not isinstance(value, bool | np.bool_):
+                raise TypeError(f"generate_description must be True or False, got {value!r}")
+            if key == "memory_level" and not isinstance(value, int | np.integer):
+                raise TypeError(f"memory_level must be an int, got {value!r}")
+            setattr(self, key, value)
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The estimator's parameters.
@@ -128,7 +231,7 @@ class Estimator:
         -------
         dict
         """
-        out = {name: getattr(self, name) for name in self._param_names()}
+        out = {name: getattr(self, name, NIMARE_KEYWORDS.get(name)) for name in self._param_names()}
         kernel = out.get("kernel")
         if deep and kernel is not None and hasattr(kernel, "get_params"):
             for key, value in kernel.get_params().items():
@@ -219,13 +322,21 @@ class CBMAEstimator(Estimator):
     random_state : int, optional
         Seed of every random step.
     n_cores : int, optional
-        Threads of the local scheduler when no Dask scheduler is configured.
+        Threads of the local scheduler when no Dask scheduler is configured (no effect when a
+        Dask scheduler or ``distributed.Client`` is active: that one runs the graph).
+    generate_description : bool, default=True
+        NiMARE's keyword: False leaves the result's methods description empty.
+    memory, memory_level
+        NiMARE's joblib-caching keywords, accepted for ported scripts; no effect here (kernel
+        maps are cached in the studyset store, see :mod:`nimare_dask.kernels.cache`).
     """
 
     _default_kernel: type | None = None
     _aliases = {"kernel_transformer": "kernel"}
+    _nimare_keywords = tuple(NIMARE_KEYWORDS)
 
     def _init_kernel(self, kernel, kwargs: dict) -> None:
+        self._init_nimare_keywords(kwargs)
         if "kernel_transformer" in kwargs:
             if kernel is not None:
                 raise TypeError("pass either kernel= or kernel_transformer=, not both")

@@ -66,7 +66,8 @@ def report_maps(result: MetaResult) -> dict[str, list[str]]:
     ]
     if not statistic and "z" in names:
         statistic = ["z"]
-    corrected = [n for n in names if n.startswith("z_") and "_corr-" in n]
+    # diagnostic maps (``..._diag-ResampledStability``: fractions of replicates) are not z maps
+    corrected = [n for n in names if n.startswith("z_") and "_corr-" in n and "_diag-" not in n]
     if not corrected:
         corrected = [
             n for n in ("z", "z_desc-group1MinusGroup2", "z_desc-association") if n in names

@@ -18,118 +18,22 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from nimare_dask.space import Grid, get_grid, normalize_space, tal2mni
+from nimare_dask.studyset.annotations import Annotations, StudysetError
+from nimare_dask.studyset.persistence import StudysetPersistence
+from nimare_dask.studyset.queries import StudysetQueries
 
 __all__ = ["Studyset", "Annotations", "StudysetError", "UnknownSpaceWarning"]
 
 
-class StudysetError(ValueError):
-    """Raised for inconsistent or malformed studyset contents."""
-
-
 class UnknownSpaceWarning(UserWarning):
     """Foci reported in an unknown coordinate space were kept as MNI."""
-
-
-def _is_dask(values) -> bool:
-    return type(values).__module__.startswith("dask.")
-
-
-class Annotations:
-    """An (analysis x label) weight matrix, dense (float32) or scipy CSR.
-
-    Parameters
-    ----------
-    values : numpy.ndarray or scipy.sparse matrix
-        Shape (n_analyses, n_labels).
-    labels : sequence of str
-        Column names (e.g. ``"terms_abstract_tfidf__amygdala"``).
-    """
-
-    def __init__(self, values, labels: Sequence[str]):
-        labels = [str(lab) for lab in labels]
-        if sp.issparse(values):
-            values = sp.csr_matrix(values, dtype=np.float32)
-        elif _is_dask(values):  # a store's dense values: read column blocks on use
-            values = values.astype(np.float32)
-            if values.ndim != 2:
-                raise StudysetError(f"annotation values must be 2-D, got shape {values.shape}")
-        else:
-            values = np.asarray(values, dtype=np.float32)
-            if values.ndim != 2:
-                raise StudysetError(f"annotation values must be 2-D, got shape {values.shape}")
-        if values.shape[1] != len(labels):
-            raise StudysetError(
-                f"annotations have {values.shape[1]} columns but {len(labels)} label names"
-            )
-        if len(set(labels)) != len(labels):
-            dup = pd.Index(labels)[pd.Index(labels).duplicated()].unique().tolist()
-            raise StudysetError(f"duplicated annotation labels: {dup[:5]}")
-        self.values = values
-        self.labels = labels
-
-    @property
-    def is_sparse(self) -> bool:
-        """True when stored as a scipy sparse matrix."""
-        return sp.issparse(self.values)
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        """(n_analyses, n_labels)."""
-        return tuple(self.values.shape)
-
-    def take(self, rows: np.ndarray) -> Annotations:
-        """Rows selected by integer position."""
-        return Annotations(self.values[rows], self.labels)
-
-    def columns(self, labels: Sequence[str]) -> np.ndarray:
-        """Dense (n_analyses, len(labels)) float32 array of the given labels."""
-        pos = self.label_positions(labels)
-        sub = self.values[:, pos]
-        return sub.toarray() if sp.issparse(sub) else np.asarray(sub, dtype=np.float32)
-
-    def label_positions(self, labels: Sequence[str]) -> np.ndarray:
-        """Column positions of the given labels; raises on an unknown label."""
-        index = pd.Index(self.labels)
-        pos = index.get_indexer(list(labels))
-        if (pos < 0).any():
-            missing = [lab for lab, p in zip(labels, pos, strict=True) if p < 0]
-            raise KeyError(f"unknown annotation label(s): {missing[:5]}")
-        return pos
-
-    @staticmethod
-    def concat(parts: Sequence[Annotations], n_rows: Sequence[int]) -> Annotations | None:
-        """Stack annotation matrices by rows, aligning labels (missing -> 0)."""
-        if all(p is None for p in parts):
-            return None
-        labels: list[str] = []
-        seen: set[str] = set()
-        for p in parts:
-            for lab in p.labels if p is not None else []:
-                if lab not in seen:
-                    seen.add(lab)
-                    labels.append(lab)
-        index = pd.Index(labels)
-        blocks = []
-        for p, n in zip(parts, n_rows, strict=True):
-            if p is None:
-                blocks.append(sp.csr_matrix((n, len(labels)), dtype=np.float32))
-                continue
-            m = sp.csr_matrix(p.values if p.is_sparse else np.asarray(p.values)).tocoo()
-            cols = index.get_indexer(p.labels)[m.col]
-            blocks.append(sp.csr_matrix((m.data, (m.row, cols)), shape=(n, len(labels))))
-        out = sp.vstack(blocks).tocsr()
-        dense = all(p is None or not p.is_sparse for p in parts)
-        return Annotations(out.toarray() if dense else out, labels)
 
 
 def _validate_ids(analyses: pd.DataFrame, source_name: str = "studyset") -> None:
@@ -141,14 +45,17 @@ def _validate_ids(analyses: pd.DataFrame, source_name: str = "studyset") -> None
         )
 
 
-class Studyset:
+class Studyset(StudysetQueries, StudysetPersistence):
     """A collection of studies and their analyses, coordinates, annotations and images.
 
     Parameters
     ----------
     source : str, Path, dict or Studyset, optional
         A NIMADS studyset (dict or JSON path), a NiMARE legacy Dataset JSON (dict or path, with
-        ``contrasts``), or another Studyset (copied). ``None`` gives an empty Studyset.
+        ``contrasts``), a NeuroStore parquet studyset folder (NiMARE 0.22.1's release format),
+        a studyset store (folder or URL written by :meth:`to_zarr`, opened lazily), or another
+        Studyset (copied). ``None`` gives an empty Studyset. A folder that is neither a parquet
+        studyset nor a store raises :class:`StudysetError` naming it.
     target : str or Grid, default="mni152_2mm"
         The voxel grid; foci are harmonised to MNI space.
     mask : str, Path, image or Grid, optional
@@ -174,11 +81,21 @@ class Studyset:
         annotations: dict | str | Path | None = None,
         basepath: str | Path | None = None,
     ):
-        from nimare_dask.studyset.nimads import tables_from_source
+        from nimare_dask.studyset.nimads import _is_folder, open_folder, tables_from_source
 
         grid = get_grid(target) if mask is None else get_grid(mask)
         if isinstance(source, Studyset):
             self._set_tables(**source._tables(), grid=grid)
+            return
+        if _is_folder(source):  # a parquet release or a store (NiMARE: Studyset(folder))
+            if annotations is not None:
+                raise StudysetError(
+                    f"{source}: annotations= applies to a NIMADS source; a folder carries its own"
+                )
+            # a store opens on the grid it was written on unless target/mask name another
+            default = mask is None and isinstance(target, str) and target == "mni152_2mm"
+            opened = open_folder(source, target=None if default else grid, basepath=basepath)
+            self.__dict__.update(opened.__dict__)
             return
         tables = tables_from_source(source, annotations=annotations, basepath=basepath)
         self._set_tables(**tables, grid=grid)
@@ -329,6 +246,8 @@ class Studyset:
         self._cache: dict[str, Any] = {}
         #: The opened :class:`~nimare_dask.studyset.store.StudysetStore`, if any.
         self.store = None
+        #: Source description (a parquet manifest's ``id``, ``name``, ``annotation_id``).
+        self.info: dict = {}
 
     @property
     def _metadata(self) -> pd.DataFrame:
@@ -434,6 +353,16 @@ class Studyset:
         return [] if self._annotations is None else list(self._annotations.labels)
 
     @property
+    def space(self) -> str:
+        """The target space name (NiMARE's ``space``), e.g. ``"mni152_2mm"``."""
+        return self._grid.name
+
+    @property
+    def annotations_df(self) -> pd.DataFrame:
+        """NiMARE 0.22.1's name for :attr:`annotations` (the label weights as a frame)."""
+        return self.annotations
+
+    @property
     def annotations(self) -> pd.DataFrame:
         """Annotations as a DataFrame ``id, study_id, contrast_id, <labels>``.
 
@@ -530,30 +459,6 @@ class Studyset:
         return self._cache[key]
 
     # ------------------------------------------------------------------ selection
-    def _positions(self, ids: Iterable[str]) -> np.ndarray:
-        ids = [str(i) for i in np.atleast_1d(np.asarray(list(ids), dtype=object))]
-        index = pd.Index(self.ids)
-        pos = index.get_indexer(ids)
-        if (pos < 0).any():
-            missing = [i for i, p in zip(ids, pos, strict=True) if p < 0]
-            raise KeyError(f"unknown analysis id(s): {missing[:10]}")
-        return np.unique(pos)
-
-    def slice(self, ids: Iterable[str]) -> Studyset:
-        """A new Studyset with only the given analyses (unknown ids raise ``KeyError``).
-
-        Parameters
-        ----------
-        ids : iterable of str
-            Analysis ids to keep. Order does not matter: the result is sorted by id.
-
-        Returns
-        -------
-        Studyset
-        """
-        pos = self._positions(ids)
-        return self._take(pos)
-
     def _take(self, pos: np.ndarray) -> Studyset:
         keep = self.ids[pos]
         analyses = self._analyses.iloc[pos].reset_index(drop=True)
@@ -565,6 +470,7 @@ class Studyset:
         texts = self._texts[self._texts["id"].isin(keep)].reset_index(drop=True)
         obj = Studyset.__new__(Studyset)
         obj._set_tables(analyses, points, metadata, annotations, images, texts, self._grid)
+        obj.info = dict(self.info)
         return obj
 
     def with_grid(self, target: str | Grid) -> Studyset:
@@ -573,8 +479,9 @@ class Studyset:
         obj._set_tables(**self._tables(), grid=get_grid(target))
         return obj
 
-    def merge(self, other: Studyset) -> Studyset:
-        """Combine two studysets with disjoint analysis ids."""
+    def merge(self, right: Studyset) -> Studyset:
+        """Combine two studysets with disjoint analysis ids (NiMARE's ``merge(right)``)."""
+        other = right
         overlap = set(self.ids) & set(other.ids)
         if overlap:
             raise StudysetError(f"cannot merge: duplicated analysis ids {sorted(overlap)[:10]}")
@@ -591,142 +498,6 @@ class Studyset:
             target=self._grid,
             harmonize=False,
         )
-
-    def get_labels(self) -> list[str]:
-        """Annotation label names (NiMARE's ``get_labels``)."""
-        return self.labels
-
-    def get_studies_by_label(
-        self, labels: str | Sequence[str] | None = None, label_threshold: float = 0.001
-    ) -> list[str]:
-        """Analyses whose weight is >= ``label_threshold`` for every given label.
-
-        Returns
-        -------
-        list of str
-            Analysis ids.
-        """
-        if labels is None:
-            return list(self.ids)
-        labels = [labels] if isinstance(labels, str) else list(labels)
-        if self._annotations is None:
-            raise KeyError(f"this studyset has no annotations; cannot select by {labels}")
-        vals = self._annotations.columns(labels)
-        keep = np.all(vals >= label_threshold, axis=1)
-        return list(self.ids[keep])
-
-    def get_studies_by_mask(self, mask: nib.Nifti1Image | str | Path | Grid) -> list[str]:
-        """Analyses with at least one focus inside a mask image (value > 0).
-
-        Foci are projected onto the mask's own grid with NiMARE's rounding; foci outside the
-        mask's grid are ignored (as NiMARE's Studyset does).
-
-        Returns
-        -------
-        list of str
-            Analysis ids.
-        """
-        if isinstance(mask, Grid):
-            mgrid = mask
-        else:
-            mgrid = Grid.from_mask(mask)
-        vox = mgrid.mm_to_voxel(self.xyz()) if len(self._points) else np.zeros(0, int)
-        hit_rows = np.unique(self.focus_rows()[vox >= 0])
-        return list(self.ids[hit_rows])
-
-    def get_studies_by_coordinate(self, xyz, r: float = 20) -> list[str]:
-        """Analyses with a focus within ``r`` mm (Euclidean, inclusive) of any query point.
-
-        Returns
-        -------
-        list of str
-            Analysis ids.
-        """
-        from scipy.spatial import cKDTree
-
-        xyz = np.atleast_2d(np.asarray(xyz, dtype=float))
-        if len(self._points) == 0:
-            return []
-        tree = cKDTree(self.xyz())
-        hits = tree.query_ball_point(xyz, r=r + 1e-9)
-        foci = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in hits]))
-        rows = np.unique(self.focus_rows()[foci])
-        return list(self.ids[rows])
-
-    def get_metadata(self, ids: Iterable[str] | None = None, field: str | None = None):
-        """Metadata values: a DataFrame, or a list of one field's values.
-
-        Parameters
-        ----------
-        ids : iterable of str, optional
-            Analyses (default: all).
-        field : str, optional
-            One metadata column; returns a list of its values in ``ids`` order.
-        """
-        meta = self.metadata
-        if ids is not None:
-            ids = [str(i) for i in np.atleast_1d(list(ids))]
-            self._positions(ids)
-            meta = meta.set_index("id").loc[ids].reset_index()
-        if field is None:
-            return meta
-        if field not in meta:
-            raise KeyError(f"unknown metadata field {field!r}; available: {list(meta.columns)}")
-        return meta[field].tolist()
-
-    def get_images(self, imtype: str | None = None, ids: Iterable[str] | None = None):
-        """Image paths: a list for one ``imtype`` (None where missing), else the wide table."""
-        imgs = self.images
-        if ids is not None:
-            ids = [str(i) for i in np.atleast_1d(list(ids))]
-            imgs = imgs.set_index("id").loc[ids].reset_index()
-        if imtype is None:
-            return imgs
-        if imtype not in imgs:
-            return [None] * len(imgs)
-        return [None if pd.isna(v) else v for v in imgs[imtype]]
-
-    def get_texts(self, text_type: str = "abstract", ids: Iterable[str] | None = None):
-        """Texts of one type, in ``ids`` order (None where missing)."""
-        texts = self.texts
-        if ids is not None:
-            ids = [str(i) for i in np.atleast_1d(list(ids))]
-            texts = texts.set_index("id").loc[ids].reset_index()
-        if text_type not in texts:
-            return [None] * len(texts)
-        return [None if pd.isna(v) else v for v in texts[text_type]]
-
-    # ------------------------------------------------------------------ persistence
-    def to_dict(self) -> dict:
-        """The studyset as a NIMADS dict."""
-        from nimare_dask.studyset.nimads import tables_to_nimads
-
-        return tables_to_nimads(self)
-
-    def to_nimads(self, path: str | Path) -> Path:
-        """Write the studyset as NIMADS JSON (atomically)."""
-        from nimare_dask.studyset.nimads import write_nimads
-
-        return write_nimads(self, path)
-
-    def to_zarr(self, path_or_url: str | Path, *, overwrite: bool = False, **storage_options):
-        """Write the studyset to a Zarr v3 store (atomically; see ``storage/README.md``).
-
-        Parameters
-        ----------
-        path_or_url : str or Path
-            A local folder or an fsspec URL (``memory://``, ``s3://``...).
-        overwrite : bool
-            Replace an existing store; without it an existing store raises.
-
-        Returns
-        -------
-        str
-            The store location.
-        """
-        from nimare_dask.studyset.store import write_store
-
-        return write_store(self, path_or_url, overwrite=overwrite, **storage_options)
 
 
 def _long_table(df: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:

@@ -101,6 +101,48 @@ def tables_from_source(
     return ss._tables()
 
 
+def open_folder(source: str | Path, *, target=None, basepath: str | Path | None = None):
+    """A Studyset from a folder or URL: a NeuroStore parquet studyset or a nimare_dask store.
+
+    Parameters
+    ----------
+    source : str or Path
+        A parquet release folder (``studies.parquet``, ``analyses.parquet``, ...), or a store
+        folder or fsspec URL written by :meth:`Studyset.to_zarr`.
+    target : str or Grid, optional
+        The voxel grid.
+    basepath : str or Path, optional
+        Relative image references of a parquet studyset are resolved against it.
+
+    Returns
+    -------
+    Studyset
+        A store is opened lazily (``.store`` set); a parquet studyset is read.
+    """
+    from nimare_dask.studyset.core import Studyset
+    from nimare_dask.studyset.parquet import is_parquet_studyset, read_parquet_tables
+    from nimare_dask.studyset.store import StoreError, open_studyset
+
+    if is_parquet_studyset(source):
+        tables = read_parquet_tables(source, basepath=basepath)
+        info = tables.pop("info")
+        ss = Studyset.from_tables(**tables, target=target or "mni152_2mm", source_name=str(source))
+        ss.info = info
+        return ss
+    try:
+        return open_studyset(source, target=target)
+    except StoreError as err:
+        raise StudysetError(
+            f"{source}: neither a NeuroStore parquet studyset (a folder with studies.parquet "
+            "and analyses.parquet, as NiMARE 0.22.1 writes) nor a nimare_dask studyset store "
+            f"(written by Studyset.to_zarr; {err})"
+        ) from None
+
+
+def _is_folder(source) -> bool:
+    return isinstance(source, str | os.PathLike) and (_is_url(str(source)) or Path(source).is_dir())
+
+
 def _require(obj: dict, key: str, where: str) -> Any:
     if not isinstance(obj, dict) or key not in obj:
         raise StudysetError(f"{where}: missing required field {key!r}")
@@ -235,8 +277,12 @@ def _annotations_from_rows(rows, analyses: pd.DataFrame) -> Annotations:
     label_list = list(labels)
     index = {lab: i for i, lab in enumerate(label_list)}
     pos = {aid: i for i, aid in enumerate(analyses["id"])}
-    values = np.zeros((len(analyses), len(label_list)), dtype=np.float32)
+    # an analysis without an annotation record is NaN throughout (decoders drop it, as NiMARE's
+    # Labels.validity does); a label missing from an existing record is 0
+    values = np.full((len(analyses), len(label_list)), np.nan, dtype=np.float32)
     for aid, ann in rows:
+        if ann:
+            values[pos[aid]] = 0.0
         for k, v in ann.items():
             values[pos[aid], index[str(k)]] = _as_weight(v)
     return Annotations(values, label_list)
@@ -377,8 +423,12 @@ def tables_to_nimads(ss: Studyset, studyset_id: str = "nimare_dask", name: str =
         if ann is not None:
             vals = ann_values[row_i]
             vals = vals.toarray().ravel() if hasattr(vals, "toarray") else np.asarray(vals)
-            nz = np.flatnonzero(vals)
-            analysis["annotations"] = {ann.labels[j]: float(vals[j]) for j in nz}
+            if ann.labels and not np.isnan(vals).all():  # all NaN: unannotated, no record
+                nz = np.flatnonzero(~np.isnan(vals) & (vals != 0))
+                # an annotated all-zero analysis keeps a record: NiMARE drops analyses without
+                analysis["annotations"] = {ann.labels[j]: float(vals[j]) for j in nz} or {
+                    ann.labels[0]: 0.0
+                }
         study["analyses"].append(analysis)
     return {"id": studyset_id, "name": name, "studies": list(studies.values())}
 

@@ -1,5 +1,8 @@
 """End-to-end coordinate-based workflows: ALE with Monte Carlo FWE, and ALE contrasts.
 
+NiMARE 0.22.1's classes live here too: :class:`CBMAWorkflow`, :class:`PairwiseCBMAWorkflow`
+and :class:`ContrastWorkflow` (from :mod:`nimare_dask.workflows.contrast`).
+
 These are what ``nimare-dask ale`` runs; they are plain functions so notebooks and scripts can
 run the same job and get the same files.
 """
@@ -13,13 +16,24 @@ import numpy as np
 
 from nimare_dask.correct import FWECorrector
 from nimare_dask.diagnostics import FocusCounter, Jackknife
+from nimare_dask.meta.base import CBMAEstimator, PairwiseCBMAEstimator
 from nimare_dask.meta.cbma import ALE, ALESubtraction
 from nimare_dask.meta.kernel import ALEKernel
 from nimare_dask.reports import save_outputs
 from nimare_dask.results import MetaResult
 from nimare_dask.studyset import Studyset
+from nimare_dask.workflows.base import Workflow, check_drop_invalid
+from nimare_dask.workflows.contrast import ContrastWorkflow
 
-__all__ = ["WorkflowOutput", "ale_workflow", "ale_contrast_workflow", "CLUSTER_TARGET"]
+__all__ = [
+    "CLUSTER_TARGET",
+    "CBMAWorkflow",
+    "ContrastWorkflow",
+    "PairwiseCBMAWorkflow",
+    "WorkflowOutput",
+    "ale_contrast_workflow",
+    "ale_workflow",
+]
 
 #: The corrected map the diagnostics and the contrast masks use (cluster-size FWE, as GingerALE).
 CLUSTER_TARGET = "z_desc-size_level-cluster_corr-FWE_method-montecarlo"
@@ -61,6 +75,7 @@ def ale_workflow(
     report: bool = True,
     n_cores: int | None = None,
     name: str = "ale",
+    tfce: bool = False,
 ) -> WorkflowOutput:
     """ALE with voxel- and cluster-level Monte Carlo FWE, diagnostics and outputs on disk.
 
@@ -88,6 +103,8 @@ def ale_workflow(
         Threads for the local scheduler when no Dask client is active.
     name : str
         Key of the result in the returned :class:`WorkflowOutput`.
+    tfce : bool
+        Also TFCE of the z map with voxel-level FWE from the same Monte Carlo iterations.
 
     Returns
     -------
@@ -102,6 +119,7 @@ def ale_workflow(
         n_iters=n_iters,
         random_state=random_state,
         n_cores=n_cores,
+        **({"tfce": True} if tfce else {}),
     )
     result = corrector.transform(result)
     result = _diagnose(result, diagnostics, studyset)
@@ -227,3 +245,73 @@ def ale_contrast_workflow(
                 report=report,
             )
     return out
+
+
+# ---------------------------------------------------------------------- NiMARE's classes
+class CBMAWorkflow(Workflow):
+    """NiMARE's ``CBMAWorkflow``: one-sample CBMA, correction and diagnostics.
+
+    Parameters
+    ----------
+    estimator : CBMAEstimator, class or {"ale", "scale", "mkdadensity", "kda"}, optional
+        Default: :class:`~nimare_dask.meta.cbma.ALE`.
+    corrector : Corrector, class or {"montecarlo", "fdr", "bonferroni"}, optional
+        Default: ``FWECorrector(method="montecarlo")``.
+    diagnostics : {"jackknife", "focuscounter"}, diagnostic object/class or a list, optional
+        Default: :class:`~nimare_dask.diagnostics.Jackknife`. They run on every corrected
+        ``z`` map with ``_desc-mass`` (Monte Carlo) or every corrected ``z`` map (otherwise).
+    voxel_thresh, cluster_threshold, output_dir, n_cores
+        See :class:`~nimare_dask.workflows.base.Workflow`.
+    """
+
+    _estm_base = CBMAEstimator
+    _estm_options = ("ale", "scale", "mkdadensity", "kda")
+    _estm_default = "ale"
+
+    def fit(self, dataset: Studyset, drop_invalid: bool = True) -> MetaResult:
+        """Fit the estimator, correct, run the diagnostics (and write outputs).
+
+        Parameters
+        ----------
+        dataset : Studyset
+        drop_invalid : bool
+            Analyses without foci are dropped (NiMARE's default); False is refused when
+            there are any (see :func:`~nimare_dask.workflows.base.check_drop_invalid`).
+
+        Returns
+        -------
+        MetaResult
+            Corrected, with the diagnostics' tables and maps (eager).
+        """
+        check_drop_invalid(drop_invalid, dataset)
+        result = self.estimator.fit(dataset)
+        return self._transform(result, {"studyset": dataset})
+
+
+class PairwiseCBMAWorkflow(Workflow):
+    """NiMARE's ``PairwiseCBMAWorkflow``: two-group CBMA, correction and diagnostics.
+
+    Parameters
+    ----------
+    estimator : PairwiseCBMAEstimator, class or {"alesubtraction", "mkdachi2"}, optional
+        Default: :class:`~nimare_dask.meta.cbma.MKDAChi2`.
+    corrector, diagnostics, voxel_thresh, cluster_threshold, output_dir, n_cores
+        As :class:`CBMAWorkflow`; diagnostics run on the corrected ``z`` maps of the
+        ``associationMass`` / ``group1MinusGroup2Mass`` clusters (else the voxel-level ones).
+    """
+
+    _estm_base = PairwiseCBMAEstimator
+    _estm_options = ("alesubtraction", "mkdachi2")
+    _estm_default = "mkdachi2"
+
+    def fit(self, dataset1: Studyset, dataset2: Studyset, drop_invalid: bool = True) -> MetaResult:
+        """Fit the two groups, correct and run the diagnostics (and write outputs).
+
+        Returns
+        -------
+        MetaResult
+            Eager.
+        """
+        check_drop_invalid(drop_invalid, dataset1, dataset2)
+        result = self.estimator.fit(dataset1, dataset2)
+        return self._transform(result, {"studyset": dataset1, "studyset2": dataset2})

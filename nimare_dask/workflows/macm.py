@@ -34,7 +34,7 @@ from nimare_dask.results.references import merge_bibtex, references_for
 from nimare_dask.space import Grid
 from nimare_dask.studyset import Studyset, open_studyset
 
-__all__ = ["amygdala_roi", "macm", "select_studies"]
+__all__ = ["amygdala_roi", "macm", "macm_workflow", "select_studies"]
 
 _MACM_TEXT = (
     "A meta-analytic connectivity modeling (MACM; "
@@ -255,3 +255,6 @@ def _fit_together(studyset: Studyset, selections, estimators, n_cores) -> list[M
         results.append(finish(list(computed[start : start + n])))
         start += n
     return results
+
+
+from nimare_dask.workflows.macm_workflow import macm_workflow  # noqa: E402  (NiMARE's path)
