@@ -7,20 +7,34 @@ bit-identical to NiMARE's on the 2 mm grid. NiMARE's Dataset-returning helpers
 (``create_coordinate_dataset``, ``create_neurovault_dataset``) and the NeuroVault download
 (``create_neurovault_studyset``) are not provided; accessing them raises
 :class:`GeneratorNotProvidedError` saying what to use instead.
+
+:func:`create_image_studyset` simulates statistical images (beta, varcope, se, t, z, p) with a
+known effect, for image-based meta-analysis tests, examples and benchmarks (NiMARE has no such
+simulator; its IBMA examples download NeuroVault collections, see
+:func:`nimare_dask.datasets.neurovault.fetch_neurovault_collection`).
 """
 
 from __future__ import annotations
 
+import json
 from itertools import zip_longest
+from pathlib import Path
 
+import nibabel as nib
 import numpy as np
+from scipy import ndimage, special
 
 from nimare_dask.kernels.ale import ALEKernel
-from nimare_dask.space import get_grid
+from nimare_dask.space import Grid, get_grid
 from nimare_dask.studyset.core import Studyset
 from nimare_dask.utils import mm2vox, vox2mm
 
-__all__ = ["GeneratorNotProvidedError", "create_coordinate_studyset"]
+__all__ = [
+    "GeneratorNotProvidedError",
+    "coarse_grid",
+    "create_coordinate_studyset",
+    "create_image_studyset",
+]
 
 _NOT_PROVIDED = {
     "create_coordinate_dataset": (
@@ -28,12 +42,14 @@ _NOT_PROVIDED = {
         "nimare_dask.generate.create_coordinate_studyset, which takes the same arguments"
     ),
     "create_neurovault_dataset": (
-        "NeuroVault image datasets are not provided: nimare_dask has no image-based "
-        "meta-analysis (IBMA) yet"
+        "NiMARE's Dataset class is not provided; use "
+        "nimare_dask.datasets.neurovault.fetch_neurovault_collection (one collection, cached and "
+        "checksummed) or nimare_dask.generate.create_image_studyset (simulated images)"
     ),
     "create_neurovault_studyset": (
-        "NeuroVault image studysets are not provided: nimare_dask has no image-based "
-        "meta-analysis (IBMA) yet"
+        "use nimare_dask.datasets.neurovault.fetch_neurovault_collection once per collection (cached "
+        "and checksummed) and Studyset.merge, or nimare_dask.generate.create_image_studyset "
+        "(simulated images)"
     ),
 }
 
@@ -245,3 +261,194 @@ def _create_foci(foci, foci_percentage, fwhm, n_studies, n_noise_foci, rng):
         tuple(vox2mm(ijk, affine)) for ijk in ground_truth_foci_ijks if np.any(ijk)
     ]
     return ground_truth_foci_xyz, foci_dict
+
+
+# ----------------------------------------------------------------------------- image studysets
+def coarse_grid(factor: int = 2, target: str | Grid = "mni152_2mm") -> Grid:
+    """A coarser grid: every ``factor``-th voxel of ``target`` along each axis.
+
+    ``coarse_grid(2)`` is a 4 mm MNI152 grid (46 x 55 x 46, about 28,600 in-mask voxels):
+    small enough for fast image-based tests. Its mask is the 2 mm brain mask sampled at those
+    voxels; the affine scales the voxel size by ``factor`` and keeps the origin.
+
+    Returns
+    -------
+    Grid
+    """
+    base = get_grid(target)
+    factor = int(factor)
+    if factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor}")
+    mask = base.mask[::factor, ::factor, ::factor]
+    affine = np.array(base.affine, dtype=float)
+    affine[:3, :3] = affine[:3, :3] * factor
+    return Grid(mask=mask, affine=affine, name=f"{base.name}_every{factor}")
+
+
+def _smooth_noise(rng, shape, sigma_vox: float) -> np.ndarray:
+    """Gaussian noise smoothed by a Gaussian of ``sigma_vox`` voxels, rescaled to unit variance."""
+    noise = rng.standard_normal(shape)
+    if sigma_vox <= 0:
+        return noise
+    smoothed = ndimage.gaussian_filter(noise, sigma_vox, mode="constant")
+    impulse = np.zeros([int(8 * sigma_vox) | 1] * 3)
+    impulse[tuple(s // 2 for s in impulse.shape)] = 1
+    gain = np.sqrt((ndimage.gaussian_filter(impulse, sigma_vox, mode="constant") ** 2).sum())
+    return smoothed / gain
+
+
+def create_image_studyset(
+    n_studies: int = 10,
+    n_analyses_per_study: int = 1,
+    sample_size=(20, 40),
+    effect: float = 0.5,
+    effect_center=(0.0, -20.0, 10.0),
+    effect_radius: float = 20.0,
+    tau: float = 0.1,
+    fwhm: float = 8.0,
+    missing_fraction: float = 0.0,
+    missing_images: dict | None = None,
+    image_types=("beta", "varcope", "se", "t", "z"),
+    out_dir: str | Path | None = None,
+    seed: int | None = None,
+    target: str | Grid = "mni152_2mm",
+):
+    """Simulate an image studyset with a known effect and write its NIfTI images.
+
+    Each analysis ``k`` of study ``s`` has ``n`` subjects (``sample_size``). At every voxel
+    its group mean (``beta``) is the true effect ``mu`` (``effect`` inside a sphere of
+    ``effect_radius`` mm around ``effect_center``, 0 elsewhere) plus a study offset shared by
+    the study's analyses (SD ``tau``; this makes analyses of a study dependent) plus sampling
+    noise of SD ``sd / sqrt(n)``. The subject-level SD ``sd`` is drawn per voxel from its
+    sampling distribution (``sqrt(chi2(n - 1) / (n - 1))``, true SD 1), so ``se = sd/sqrt(n)``,
+    ``varcope = se**2``, ``t = beta / se`` and ``z`` (``t`` to z with ``n - 1`` degrees of
+    freedom, signed) and ``p`` (two-sided) are mutually consistent, as in a one-sample
+    group analysis. Noise is spatially smooth (Gaussian, ``fwhm`` mm).
+
+    Parameters
+    ----------
+    n_studies, n_analyses_per_study : int
+        Studies ``study-<i>`` (from 1), each with analyses ``"1"`` ... (ids
+        ``study-<i>-<k>``).
+    sample_size : int or (low, high)
+        Subjects per analysis; a pair draws integers uniformly from ``low`` to ``high``
+        inclusive (one per analysis).
+    effect : float
+        The true standardised effect (Cohen's d) inside the sphere.
+    effect_center, effect_radius
+        The sphere, in mm.
+    tau : float
+        Between-study SD of the true effect (heterogeneity).
+    fwhm : float
+        Smoothness of the noise in mm (0: white noise).
+    missing_fraction : float
+        Share of analyses with a missing region: a slab of 30 % of the grid (a random axis
+        and side) set to 0 in every image of the analysis (NaN in every other one of them).
+    missing_images : dict, optional
+        ``{imtype: fraction}``: that share of analyses gets no file of that type (for
+        ``ImageTransformer`` tests).
+    image_types : sequence of str
+        Types written: any of ``beta, varcope, se, t, z, p``.
+    out_dir : str or Path, optional
+        Folder for the files (default: a new temporary folder).
+    seed : int, optional
+        Seed of :func:`numpy.random.default_rng`.
+    target : str or Grid
+        The grid images are written on (e.g. :func:`coarse_grid` for fast tests).
+
+    Returns
+    -------
+    truth : dict
+        ``effect`` (1-D true ``mu`` over the grid's in-mask voxels), ``out_dir``,
+        ``mask`` (path of the grid's mask image, float32, for NiMARE's ``mask=``),
+        ``dataset_json`` (a NiMARE legacy Dataset JSON with absolute image paths and
+        ``sample_sizes``) and ``nimads_json`` (the same as NIMADS).
+    studyset : Studyset
+        On ``target``, images referenced by absolute path, ``sample_sizes`` metadata.
+    """
+    import tempfile
+
+    grid = get_grid(target)
+    valid = {"beta", "varcope", "se", "t", "z", "p"}
+    bad = set(image_types) - valid
+    if bad:
+        raise ValueError(f"unknown image types {sorted(bad)}; expected some of {sorted(valid)}")
+    if not 0 <= missing_fraction <= 1:
+        raise ValueError(f"missing_fraction must be in [0, 1], got {missing_fraction}")
+    rng = np.random.default_rng(seed)
+    out = Path(tempfile.mkdtemp(prefix="nimare_dask-images-") if out_dir is None else out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    mask_path = out / "mask.nii.gz"
+    # float32, not uint8: NiMARE's ImageTransformer writes derived images with the mask
+    # header's data type, so a uint8 mask would quantise them to 256 levels
+    nib.Nifti1Image(grid.mask.astype(np.float32), grid.affine).to_filename(mask_path)
+
+    n_an = n_studies * n_analyses_per_study
+    if np.ndim(sample_size) == 0:
+        sizes = np.full(n_an, int(sample_size))
+    else:
+        lo, hi = (int(v) for v in sample_size)
+        sizes = rng.integers(lo, hi + 1, size=n_an)
+    if (sizes < 3).any():
+        raise ValueError("sample sizes must be at least 3")
+    xyz = grid.voxel_xyz
+    inside = np.linalg.norm(xyz - np.asarray(effect_center, float), axis=1) <= effect_radius
+    mu = np.where(inside, float(effect), 0.0)
+    sigma_vox = float(fwhm) / (2 * np.sqrt(2 * np.log(2))) / float(np.mean(grid.zooms))
+
+    dropped = {t: set() for t in image_types}
+    for imtype, frac in (missing_images or {}).items():
+        if imtype not in dropped:
+            raise ValueError(f"missing_images names {imtype!r}, which is not in image_types")
+        k = int(round(float(frac) * n_an))
+        dropped[imtype] = set(rng.choice(n_an, size=k, replace=False).tolist())
+    with_gap = set(rng.choice(n_an, size=int(round(missing_fraction * n_an)), replace=False))
+
+    source, rows = {}, 0
+    for s in range(1, n_studies + 1):
+        offset = tau * _smooth_noise(rng, grid.shape, sigma_vox)[grid.mask]
+        contrasts = {}
+        for k in range(1, n_analyses_per_study + 1):
+            i, n = rows, int(sizes[rows])
+            rows += 1
+            chi = rng.chisquare(n - 1, size=grid.n_voxels)
+            sd = np.sqrt(chi / (n - 1))
+            se = sd / np.sqrt(n)
+            beta = mu + offset + se * _smooth_noise(rng, grid.shape, sigma_vox)[grid.mask]
+            t = beta / se
+            # signed z with the same tail probability as t (n - 1 dof), through log space
+            logsf = np.log(special.stdtr(n - 1, -np.abs(t)))
+            z = np.sign(t) * -special.ndtri_exp(logsf)
+            p = np.exp(np.log(2) + logsf)
+            maps = {"beta": beta, "varcope": se**2, "se": se, "t": t, "z": z, "p": p}
+            gap = None
+            if i in with_gap:
+                axis, side = rng.integers(3), rng.integers(2)
+                ijk = grid.voxel_ijk[:, axis]
+                cut = int(0.3 * grid.shape[axis])
+                gap = ijk < cut if side == 0 else ijk >= grid.shape[axis] - cut
+            images = {}
+            for j, imtype in enumerate(image_types):
+                if i in dropped[imtype]:
+                    continue
+                vals = maps[imtype].astype(np.float32)
+                if gap is not None:
+                    vals = vals.copy()
+                    vals[gap] = 0.0 if j % 2 == 0 else np.nan
+                path = out / f"study-{s}_contrast-{k}_{imtype}.nii.gz"
+                grid.to_image(vals).to_filename(path)
+                images[imtype] = str(path.resolve())
+            contrasts[str(k)] = {"images": images, "metadata": {"sample_sizes": [n]}}
+        source[f"study-{s}"] = {"contrasts": contrasts}
+    dataset_json = out / "dataset.json"
+    dataset_json.write_text(json.dumps(source, indent=1))
+    ss = Studyset(source, target=grid)
+    nimads_json = ss.to_nimads(out / "nimads.json")
+    truth = {
+        "effect": mu.astype(np.float32),
+        "out_dir": str(out),
+        "mask": str(mask_path),
+        "dataset_json": str(dataset_json),
+        "nimads_json": str(nimads_json),
+    }
+    return truth, ss

@@ -86,6 +86,7 @@ class Studyset(StudysetQueries, StudysetPersistence):
         grid = get_grid(target) if mask is None else get_grid(mask)
         if isinstance(source, Studyset):
             self._set_tables(**source._tables(), grid=grid)
+            self._image_arrays = source._image_arrays
             return
         if _is_folder(source):  # a parquet release or a store (NiMARE: Studyset(folder))
             if annotations is not None:
@@ -248,6 +249,9 @@ class Studyset(StudysetQueries, StudysetPersistence):
         self.store = None
         #: Source description (a parquet manifest's ``id``, ``name``, ``annotation_id``).
         self.info: dict = {}
+        #: Image arrays (stored or derived, :class:`~nimare_dask.studyset.images.ImageArrays`)
+        #: looked up by analysis id, so selections and copies share them; ignored on another grid.
+        self._image_arrays = None
 
     @property
     def _metadata(self) -> pd.DataFrame:
@@ -471,12 +475,14 @@ class Studyset(StudysetQueries, StudysetPersistence):
         obj = Studyset.__new__(Studyset)
         obj._set_tables(analyses, points, metadata, annotations, images, texts, self._grid)
         obj.info = dict(self.info)
+        obj._image_arrays = self._image_arrays
         return obj
 
     def with_grid(self, target: str | Grid) -> Studyset:
         """The same studyset on another voxel grid."""
         obj = Studyset.__new__(Studyset)
         obj._set_tables(**self._tables(), grid=get_grid(target))
+        obj._image_arrays = self._image_arrays  # used again only if the grid is the same
         return obj
 
     def merge(self, right: Studyset) -> Studyset:

@@ -74,7 +74,17 @@ class StudysetPersistence:
 
         return write_nimads(self, filename)
 
-    def to_zarr(self, path_or_url: str | Path, *, overwrite: bool = False, **storage_options):
+    def to_zarr(
+        self,
+        path_or_url: str | Path,
+        *,
+        overwrite: bool = False,
+        images: bool | str | list[str] = "auto",
+        image_chunks: tuple[int, int] | None = None,
+        resample_kwargs: dict | None = None,
+        storage_options: dict | None = None,
+        **more_storage_options,
+    ):
         """Write the studyset to a Zarr v3 store (atomically; see ``storage/README.md``).
 
         Parameters
@@ -83,6 +93,17 @@ class StudysetPersistence:
             A local folder or an fsspec URL (``memory://``, ``s3://``...).
         overwrite : bool
             Replace an existing store; without it an existing store raises.
+        images : "auto", bool or list of str
+            Image types stored as (analysis x voxel) float32 arrays over the grid's in-mask
+            voxels (NaN = missing), resampled once: ``"auto"`` every type that has arrays or
+            existing files, ``True`` all, a list those, ``False`` paths only.
+        image_chunks : (int, int), optional
+            ``(analyses, voxels)`` chunks of the image arrays.
+        resample_kwargs : dict, optional
+            nilearn ``resample_to_img`` keywords (default ``clip=True``,
+            ``interpolation="linear"``, as NiMARE).
+        storage_options : dict, optional
+            fsspec options (also accepted as keywords).
 
         Returns
         -------
@@ -91,4 +112,13 @@ class StudysetPersistence:
         """
         from nimare_dask.studyset.store import write_store
 
-        return write_store(self, path_or_url, overwrite=overwrite, **storage_options)
+        return write_store(
+            self,
+            path_or_url,
+            overwrite=overwrite,
+            images=images,
+            image_chunks=image_chunks,
+            resample_kwargs=resample_kwargs,
+            storage_options=storage_options,
+            **more_storage_options,
+        )

@@ -8,6 +8,13 @@ Writes go through :mod:`nimare_dask.storage`: a new version is written under its
 published by one small pointer object written last, on local disk and object stores alike, so a
 reader sees the old store or the new one and a crash never leaves a half store that opens.
 Derived arrays are versioned stores of their own under ``<store>/derived/<kind>/<key>``.
+
+Images (format 2, optional group ``image_data``): one ``(analysis, voxel)`` float32 array per
+image type over the grid's in-mask voxels, chunked by analysis and voxel
+(:data:`IMAGE_CHUNKS`), resampled to the grid as NiMARE does; **NaN marks every unusable
+value** (no image of that type, NaN, inf or exactly 0 in the image; NiMARE's ``_usable``), and
+a boolean ``has_<type>`` per analysis says which analyses had an image of that type. Stores
+without the group (older writes) open as before; their images are read from the files.
 """
 
 from __future__ import annotations
@@ -27,12 +34,32 @@ from nimare_dask import storage
 from nimare_dask.space import Grid
 from nimare_dask.storage import Location, VersionedStore
 from nimare_dask.studyset.core import Annotations, Studyset, StudysetError
+from nimare_dask.studyset.images import (
+    ImageArrays,
+    ImageError,
+    available_image_types,
+    has_image,
+    image_arrays,
+    image_matrix,
+)
 
 FORMAT_NAME = "nimare_dask.studyset"
 #: 2: versioned layout published by a pointer object (``storage/README.md``).
 FORMAT_VERSION = 2
+#: Sub-group of the image arrays.
+IMAGE_GROUP = "image_data"
+#: Default ``(analyses, voxels)`` chunks of stored image arrays (2 MiB of float32).
+IMAGE_CHUNKS = (16, 32768)
 
-__all__ = ["open_studyset", "write_store", "StudysetStore", "StoreError", "FORMAT_VERSION"]
+__all__ = [
+    "FORMAT_VERSION",
+    "IMAGE_CHUNKS",
+    "ImagesNotStoredWarning",
+    "StoreError",
+    "StudysetStore",
+    "open_studyset",
+    "write_store",
+]
 
 
 class StoreError(StudysetError, storage.StoreError):
@@ -143,11 +170,99 @@ def _is_missing(v) -> bool:
     return False
 
 
+class ImagesNotStoredWarning(UserWarning):
+    """Image types whose files are all absent were kept as paths only, not as arrays."""
+
+
+def _local_file(path) -> bool:
+    s = str(path)
+    if "://" in s and not s.startswith("file://"):
+        return False
+    return Path(s[len("file://") :] if s.startswith("file://") else s).is_file()
+
+
+def _image_types_to_store(ss: Studyset, images) -> list[str]:
+    """The image types written as arrays (see :func:`write_store`'s ``images``)."""
+    import warnings
+
+    if images is False or images is None:
+        return []
+    available = available_image_types(ss)
+    arrs = image_arrays(ss)
+    as_arrays = set(arrs.types) if arrs is not None else set()
+    if images is True or images == "auto":
+        wanted = available
+    else:
+        wanted = [images] if isinstance(images, str) else list(images)
+        unknown = sorted(set(wanted) - set(available))
+        if unknown:
+            raise ImageError(
+                f"images= names type(s) {unknown} that no analysis has; available: {available}"
+            )
+    table = ss._images
+    keep, skipped = [], []
+    for imtype in wanted:
+        paths = table.loc[(table["type"] == imtype) & table["path"].notna(), ["id", "path"]]
+        if arrs is not None and imtype in as_arrays:
+            covered = set(arrs.ids[arrs.rows_for(imtype, arrs.ids) >= 0])
+            paths = paths[~paths["id"].isin(covered)]
+        paths = paths[~paths["path"].astype(str).str.startswith("array:")]
+        found = np.array([_local_file(p) for p in paths["path"]], dtype=bool)
+        if images == "auto" and len(paths) and not found.any() and imtype not in as_arrays:
+            skipped.append(imtype)
+            continue
+        if not found.all():
+            missing = paths[~found]
+            raise ImageError(
+                f"cannot store images of type {imtype!r}: {len(missing)} file(s) not found, "
+                "e.g. "
+                + "; ".join(f"analysis {i}: {p}" for i, p in missing.head(3).to_numpy())
+                + " (pass images=False to store only their paths)"
+            )
+        keep.append(imtype)
+    if skipped:
+        warnings.warn(
+            f"image types {skipped}: none of their files exist here, so only their paths were "
+            "stored (image_matrix will need the files); pass images=False to silence this",
+            ImagesNotStoredWarning,
+            stacklevel=3,
+        )
+    return keep
+
+
+def _write_images(
+    ss: Studyset, loc: Location, types: list[str], chunks, resample_kwargs: dict | None
+) -> None:
+    from nimare_dask.studyset.images import _norm_chunks, _resample_kwargs
+
+    if not types:
+        return
+    a, v = _norm_chunks(chunks or IMAGE_CHUNKS, len(ss), ss.grid.n_voxels)
+    data, encoding = {}, {}
+    for imtype in types:
+        arr = image_matrix(ss, imtype, chunks=(a, v), resample_kwargs=resample_kwargs)
+        data[imtype] = (("analysis", "voxel"), arr.rechunk((a, v)))
+        data[f"has_{imtype}"] = ("analysis", has_image(ss, imtype))
+        encoding[imtype] = {"chunks": (a, v)}
+    attrs = {
+        "types": list(types),
+        "resample_kwargs": json.loads(
+            json.dumps(_resample_kwargs(resample_kwargs), default=_json_default)
+        ),
+        "grid_fingerprint": ss.grid.fingerprint,
+        "validity": "NaN = unusable (no image of the type, NaN, inf or exactly 0)",
+    }
+    storage.write_dataset(xr.Dataset(data, attrs=attrs), loc, group=IMAGE_GROUP, encoding=encoding)
+
+
 def write_store(
     ss: Studyset,
     path_or_url: str | Path,
     *,
     overwrite: bool = False,
+    images: bool | str | list[str] = "auto",
+    image_chunks: tuple[int, int] | None = None,
+    resample_kwargs: dict | None = None,
     storage_options: dict | None = None,
     **more_storage_options: Any,
 ) -> str:
@@ -162,6 +277,18 @@ def write_store(
     overwrite : bool
         Replace an existing store. Without it, an existing destination raises
         :class:`StoreError` and is left untouched.
+    images : "auto", bool or list of str
+        Image types stored as ``(analysis, voxel)`` arrays (group ``image_data``).
+        ``"auto"``: every type held as arrays or with at least one existing local file; a type
+        none of whose files exist keeps its paths only (:class:`ImagesNotStoredWarning`).
+        ``True``: every type; a list: those types; ``False``: paths only. A stored type with
+        a missing or unreadable file raises :class:`~nimare_dask.studyset.images.ImageError`
+        naming the analysis and file, and nothing is published.
+    image_chunks : (int, int), optional
+        ``(analyses, voxels)`` chunks of the image arrays (default :data:`IMAGE_CHUNKS`).
+    resample_kwargs : dict, optional
+        nilearn ``resample_to_img`` keywords for images not on the grid (default
+        ``clip=True, interpolation="linear"``), recorded in the group's attributes.
     storage_options : dict, optional
         fsspec options for a URL (endpoint, credentials); also accepted as keywords.
 
@@ -171,11 +298,13 @@ def write_store(
         The store location.
     """
     opts = merge_storage_options(storage_options, more_storage_options)
+    types = _image_types_to_store(ss, images)
     try:
         vs = VersionedStore(Location(path_or_url, opts), FORMAT_NAME, FORMAT_VERSION)
         with vs.transaction(overwrite=overwrite) as tx:
             root = zarr.open_group(tx.zarr_store(), mode="w", zarr_format=3)
             _write_tables(ss, tx.location)
+            _write_images(ss, tx.location, types, image_chunks, resample_kwargs)
             from nimare_dask import __version__
 
             info = {
@@ -185,6 +314,7 @@ def write_store(
                 "n_analyses": len(ss),
                 "n_foci": int(len(ss._points)),
                 "grid": ss.grid.to_attrs(),
+                "image_types": types,
                 "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "library_version": __version__,
             }
@@ -193,6 +323,8 @@ def write_store(
     except storage.StoreError as err:
         if isinstance(err, StoreError):
             raise
+        if isinstance(err.__cause__, ImageError):  # a file failed while its task ran
+            raise err.__cause__ from None
         raise _as_store_error(err) from err.__cause__
     return vs.location.url
 
@@ -382,7 +514,25 @@ def open_studyset(
             "not a built-in grid; pass target= the same mask"
         )
     ss.store = store
+    if store.has(IMAGE_GROUP):
+        ss._image_arrays = _stored_images(store, ids)
     return ss
+
+
+def _stored_images(store: StudysetStore, ids: np.ndarray) -> ImageArrays:
+    """The store's image arrays, dask-backed on their stored chunks (nothing read)."""
+    ds = store._open_dataset(IMAGE_GROUP, {})
+    types = list(ds.attrs.get("types", []))
+    arrays = {t: ds[t].data for t in types}
+    present = {t: np.asarray(ds[f"has_{t}"].values, dtype=bool) for t in types}
+    return ImageArrays(
+        ids,
+        arrays,
+        present,
+        grid_fingerprint=ds.attrs.get("grid_fingerprint", store.grid_attrs.get("fingerprint")),
+        source="store",
+        resample_kwargs=ds.attrs.get("resample_kwargs"),
+    )
 
 
 def _annotation_chunks(chunks: dict | str | None) -> dict | str:
