@@ -268,10 +268,25 @@ def test_name_reused_with_other_conditions(filled):
         W.run_jale_analyses(filled, rows)
 
 
-def test_balanced_without_estimator(filled, monkeypatch):
-    monkeypatch.setattr(W, "_balanced_class", lambda: None)
-    with pytest.raises(NotImplementedError, match=r"row 1\) needs BalancedALESubtraction"):
-        W.run_jale_analyses(filled, [["B", "s", "+stroop"], [None, "g", "+gonogo"]])
+def test_balanced_row_runs_balanced_subtraction(pain, tmp_path):
+    # a B row runs BalancedALESubtraction on the two selections with JALE's subsample-size rule
+    # (no number given): min(floor(mean(min(n), 17)), min(n) - 2)
+    rows = [["B", "large", "+large"], [None, "small", "+pain", "-large"]]
+    out = W.run_jale_analyses(
+        pain, rows, tmp_path, n_iters=5, n_subsamples=4, difference_iterations=3,
+        random_state=SEED, n_cores=1, diagnostics="none",
+    )  # fmt: skip
+    n1, n2 = (len(out.selections[k]) for k in ("large", "small"))
+    target = W.balanced_target_n(n1, n2)
+    assert target == min(int(np.floor(np.mean([min(n1, n2), 17]))), min(n1, n2) - 2)
+    ((kind, label),) = out.results
+    assert kind == "balanced"
+    res = out.results[(kind, label)]
+    assert res.estimator.target_n == target
+    for name in ("stat_desc-conjunction", "prob_desc-group1", "prob_desc-group2"):
+        assert name in res.maps
+    assert out.summary.loc[0, "status"] == f"B{target}"
+    assert (tmp_path / "BalancedContrast" / label).is_dir()
 
 
 def test_balanced_target_n():

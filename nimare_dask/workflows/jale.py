@@ -14,8 +14,7 @@
   ``stat_desc-conjunction`` is the voxel-wise minimum of the two significant ALE maps;
   ``contrast="nimare"`` tests the whole brain;
 * ``P<n>`` probabilistic ALE (:func:`probabilistic_ale`);
-* ``B``/``B<n>`` balanced contrasts with ``BalancedALESubtraction`` when this nimare_dask
-  has it (``n`` defaults to JALE's ``min(floor(mean(min(n1, n2), 17)), min(n1, n2) - 2)``).
+* ``B``/``B<n>`` balanced contrasts with ``BalancedALESubtraction`` (``n`` defaults to JALE's ``min(floor(mean(min(n1, n2), 17)), min(n1, n2) - 2)``).
 
 Sharing: the selections are boolean column operations on the (experiments x tags) label
 matrix; each main effect is fitted once by name, and the fits of all main effects are
@@ -27,7 +26,6 @@ counts and sample sizes and are run per analysis.
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +46,7 @@ from nimare_dask.io.jale import (
     tag_matrix,
 )
 from nimare_dask.meta.base import compute
-from nimare_dask.meta.cbma import ALE, ALESubtraction
+from nimare_dask.meta.cbma import ALE, ALESubtraction, BalancedALESubtraction
 from nimare_dask.meta.kernel import ALEKernel
 from nimare_dask.reports import save_outputs
 from nimare_dask.results import MetaResult
@@ -285,14 +283,6 @@ def _groups(analyses: list[JaleAnalysis]) -> dict[str, tuple[tuple[str, ...], st
     return out
 
 
-def _balanced_class():
-    try:
-        from nimare_dask.meta.cbma.balanced import BalancedALESubtraction
-    except ImportError:
-        return None
-    return BalancedALESubtraction
-
-
 def _experiments_table(ss: Studyset) -> pd.DataFrame:
     meta = ss.metadata.set_index("id")
     out = pd.DataFrame({"id": ss.ids, "subjects": ss.sample_sizes, "n_foci": ss.foci_counts()})
@@ -393,14 +383,6 @@ def run_jale_analyses(
             f"diagnostics must be jackknife, focuscounter or none; got {diagnostics!r}"
         )
     todo = _as_analyses(analyses)
-    balanced = [a for a in todo if a.kind == "balanced"]
-    balanced_cls = _balanced_class() if balanced else None
-    if balanced and balanced_cls is None:
-        raise NotImplementedError(
-            f"balanced contrast {balanced[0].label!r} (row {balanced[0].row}) needs "
-            "BalancedALESubtraction (nimare_dask.meta.cbma.balanced), which this nimare_dask "
-            "does not have yet; use C (contrast) rows or remove the B rows"
-        )
     tags = tag_matrix(studyset)
     groups = _groups(todo)
     out = JaleOutput()
@@ -511,8 +493,7 @@ def run_jale_analyses(
                 "mask_coverage": mask_coverage,
                 "random_state": random_state,
             }
-            accepted = inspect.signature(balanced_cls).parameters
-            est = balanced_cls(**{k: v for k, v in params.items() if k in accepted})
+            est = BalancedALESubtraction(**params)
             both = studyset.slice(np.union1d(out.selections[a.name], out.selections[a.name2]))
             record("balanced", a.label, a.row, both, est.fit(ss1, ss2), f"B{n}", (ss1, ss2))
     out.summary = pd.DataFrame(rows)
