@@ -1,7 +1,8 @@
 """NiMARE 0.22.1's ``nimare.utils`` helpers, at the same path and with the same signatures.
 
 ``get_resource_path``, ``get_template``, ``mm2vox``, ``vox2mm``, ``load_json``, ``get_masker``,
-``tal2mni``, ``mni2tal`` and ``unique_rows`` behave as NiMARE's, on this package's shipped
+``tal2mni``, ``mni2tal``, ``unique_rows``, ``validate_coordinate_spaces``,
+``get_masker_mask_image`` and ``load_nimads`` behave as NiMARE's, on this package's shipped
 resources. Inside the package the voxel grid is :class:`nimare_dask.space.Grid`
 (:func:`nimare_dask.get_grid`); these functions are for scripts written against NiMARE.
 
@@ -25,6 +26,8 @@ from nimare_dask.space import tal2mni as _tal2mni_rows
 
 __all__ = [
     "get_masker",
+    "get_masker_mask_image",
+    "load_nimads",
     "get_resource_path",
     "get_template",
     "load_json",
@@ -32,6 +35,7 @@ __all__ = [
     "mni2tal",
     "tal2mni",
     "unique_rows",
+    "validate_coordinate_spaces",
     "vox2mm",
 ]
 
@@ -315,3 +319,118 @@ def unique_rows(ar, return_counts=False):
         return ar[unique_row_indices], counts
     _, unique_row_indices = np.unique(ar_row_view, return_index=True)
     return ar[unique_row_indices]
+
+
+def validate_coordinate_spaces(coordinates) -> None:
+    """Check that every focus is in one declared space (NiMARE's ``validate_coordinate_spaces``).
+
+    Parameters
+    ----------
+    coordinates : pandas.DataFrame or Studyset
+        A table with a ``space`` column (as NiMARE's ``coordinates``: after harmonisation it
+        holds the target space). A :class:`~nimare_dask.studyset.core.Studyset` is checked on
+        its harmonised foci, which are all in its grid's MNI space (what NiMARE's
+        ``Studyset.coordinates["space"]`` says): it passes when it has foci.
+
+    Raises
+    ------
+    ValueError
+        No focus declares a space (NiMARE's message), or the ``space`` column holds more than
+        one value.
+    """
+    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers): nimare/utils.py
+    import pandas as pd
+
+    from nimare_dask.studyset.core import Studyset
+
+    if isinstance(coordinates, Studyset):
+        n = len(coordinates.coordinates)
+        coordinates = pd.DataFrame({"space": [coordinates.space] * n}, dtype=object)
+    if not isinstance(coordinates, pd.DataFrame) or "space" not in coordinates.columns:
+        raise ValueError(
+            "validate_coordinate_spaces needs a DataFrame with a 'space' column or a Studyset, "
+            f"got {type(coordinates).__name__}"
+        )
+    coord_spaces = coordinates["space"].dropna().unique()
+    if coord_spaces.size == 0:
+        raise ValueError(
+            "Coordinate space information is missing from the Dataset. "
+            "Ensure the Dataset coordinates include a valid 'space' column."
+        )
+    if coord_spaces.size > 1:
+        shown = ", ".join(map(str, coord_spaces[:10]))
+        suffix = "..." if coord_spaces.size > 10 else ""
+        raise ValueError(
+            "Mixed coordinate spaces detected in the Dataset (space column contains more than "
+            f"one value: {shown}{suffix}). Provide a target space when creating the Dataset "
+            "to harmonize coordinates, or convert coordinates to a common space before "
+            "running a meta-analysis."
+        )
+
+
+def get_masker_mask_image(masker=None, dataset=None, message=None):
+    """A masker and its mask image (NiMARE's ``get_masker_mask_image``).
+
+    Parameters
+    ----------
+    masker : nilearn masker or Grid, optional
+        The masker; its ``mask_img`` (or ``labels_img``) is the image. A
+        :class:`~nimare_dask.space.Grid` (what ``Studyset.masker`` is here) gives its mask.
+    dataset : Studyset, optional
+        Used when ``masker`` is None: its ``masker``.
+    message : str, optional
+        The error message when neither gives a masker.
+
+    Returns
+    -------
+    masker : nilearn masker or Grid
+        As given (or the dataset's).
+    mask_img : nibabel.Nifti1Image
+        A path is loaded; a Grid's mask comes as a uint8 image (eager).
+
+    Raises
+    ------
+    ValueError
+        No masker, or a masker without a mask image (NiMARE's messages).
+    """
+    # Adapted from NiMARE 0.22.1 (MIT, Copyright (c) 2018 NiMARE developers): nimare/utils.py
+    from nimare_dask.space import Grid
+
+    masker = masker or getattr(dataset, "masker", None)
+    if masker is None:
+        raise ValueError(message or "A masker is required.")
+    if isinstance(masker, Grid):
+        return masker, masker.mask_image()
+    mask_img = getattr(masker, "mask_img", None) or getattr(masker, "labels_img", None)
+    if mask_img is None:
+        raise ValueError("Resolved masker does not define a mask image.")
+    if isinstance(mask_img, str | os.PathLike):
+        mask_img = nib.load(os.fspath(mask_img))
+    return masker, mask_img
+
+
+def load_nimads(studyset, annotation=None):
+    """Load a studyset from a NIMADS dict, JSON path or Studyset (NiMARE's ``load_nimads``).
+
+    The same function as :func:`nimare_dask.io.load_nimads` (which also takes ``target=``).
+
+    Parameters
+    ----------
+    studyset : dict, str, Path or Studyset
+        The studyset.
+    annotation : dict, str or Path, optional
+        A NIMADS annotation to attach.
+
+    Returns
+    -------
+    Studyset
+        Eager tables, on the MNI152 2 mm grid (a Studyset given keeps its grid).
+
+    Raises
+    ------
+    ValueError
+        ``studyset`` is none of these (NiMARE's message).
+    """
+    from nimare_dask.io import load_nimads as _load_nimads
+
+    return _load_nimads(studyset, annotation)

@@ -645,3 +645,246 @@ def test_nd_utils_in_fresh_process():
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+# ------------------------------------------------ (d) NiMARE keywords of kernels, results, utils
+@pytest.fixture(scope="module")
+def half_mask():
+    """The 2 mm brain mask cut below z index 40: NiMARE's affine, fewer voxels (a real subset
+    grid, so that ``masker=`` must change which voxels the maps cover)."""
+    import nibabel as nib
+
+    brain = our_utils.get_template("mni152_2mm", mask="brain")
+    data = np.asarray(brain.dataobj).copy()
+    data[:, :, :40] = 0
+    return nib.Nifti1Image(data.astype(np.uint8), brain.affine)
+
+
+@pytest.fixture(scope="module")
+def pain_pair_api(pain_json):
+    from nimare.studyset import Studyset as NiMAREStudyset
+
+    return nd.Studyset(pain_json), NiMAREStudyset(str(pain_json))
+
+
+@pytest.mark.parametrize("which", ["MKDAKernel", "ALEKernel"])
+def test_kernel_transform_masker_and_dataset_match_nimare(which, half_mask, pain_pair_api):
+    from _parity import assert_within_ulp
+    from nilearn.maskers import NiftiMasker
+    from nimare.meta import kernel as nk
+
+    from nimare_dask.meta import kernel as ok
+
+    ours, theirs = pain_pair_api
+    masker = NiftiMasker(half_mask).fit()
+    ref = getattr(nk, which)().transform(theirs, masker=masker, return_type="array")
+    keep = ours.foci_counts() > 0  # NiMARE leaves out analyses without foci (kernels docs)
+    kernel = getattr(ok, which)(memory=None, memory_level=0)  # NiMARE's no-op keywords
+    # the masker's grid, whichever way it is given (fitted / unfitted masker, image)
+    for given in (masker, NiftiMasker(half_mask), half_mask):
+        dense = kernel.transform(dataset=ours, masker=given, return_type="array")[keep]
+        assert dense.shape == ref.shape == (keep.sum(), int(np.asarray(half_mask.dataobj).sum()))
+        # MKDA holds constant values: exact; ALE within 1 float32 ulp (NiMARE's exp, _parity)
+        assert_within_ulp(dense, ref, maxulp=0 if which == "MKDAKernel" else 1)
+    sparse = kernel.transform(ours, masker, return_type="sparse")[np.flatnonzero(keep)]
+    assert_within_ulp(sparse.toarray(), ref, maxulp=0 if which == "MKDAKernel" else 1)
+    with pytest.raises(TypeError, match="not both"):
+        kernel.transform(ours, dataset=ours)
+    with pytest.raises(TypeError, match="memory_level"):
+        getattr(ok, which)(memory_level="high")
+
+
+def test_kernel_transform_dataframe_with_masker_matches_nimare(half_mask, pain_pair_api):
+    from nilearn.maskers import NiftiMasker
+    from nimare.meta import kernel as nk
+
+    from nimare_dask.meta.kernel import KDAKernel, KernelTransformer
+
+    _, theirs = pain_pair_api
+    masker = NiftiMasker(half_mask).fit()
+    coords = theirs.coordinates[["id", "x", "y", "z"]]
+    ref = nk.KDAKernel(r=6).transform(coords, masker=masker, return_type="array")
+    ours = KDAKernel(r=6).transform(coords, masker=masker, return_type="array")
+    np.testing.assert_array_equal(ours, ref)  # KDA counts times a constant: exact
+    # precomputed i, j, k are used instead of x, y, z, as NiMARE
+    ijk = our_utils.mm2vox(coords[["x", "y", "z"]].to_numpy(), half_mask.affine)
+    with_ijk = coords.assign(i=ijk[:, 0], j=ijk[:, 1], k=ijk[:, 2], x=0.0, y=0.0, z=0.0)
+    ref_ijk = nk.KDAKernel(r=6).transform(with_ijk, masker=masker, return_type="array")
+    np.testing.assert_array_equal(ref_ijk, ref)
+    np.testing.assert_array_equal(
+        KDAKernel(r=6).transform(with_ijk, masker=masker, return_type="array"), ref_ijk
+    )
+    assert issubclass(KDAKernel, KernelTransformer)
+    with pytest.raises(TypeError, match="DataFrame with masker"):
+        KDAKernel().transform(coords)
+
+
+def test_metaresult_mask_matches_nimare(half_mask):
+    from nilearn.maskers import NiftiMasker
+    from nimare.results import MetaResult as NiMAREMetaResult
+
+    from nimare_dask.results import MetaResult
+
+    n = int(np.asarray(half_mask.dataobj).sum())
+    z = np.random.default_rng(0).normal(size=n).astype(np.float32)
+    ref = NiMAREMetaResult(None, mask=half_mask, maps={"z": z}).get_map("z")
+    for mask in (half_mask, NiftiMasker(half_mask)):
+        ours = MetaResult(mask=mask, maps={"z": z})
+        assert ours.grid.n_voxels == n
+        img = ours.get_map("z")
+        np.testing.assert_array_equal(img.affine, ref.affine)
+        np.testing.assert_array_equal(img.get_fdata(), ref.get_fdata())  # values copied: exact
+    with pytest.raises(ValueError, match="different grids"):
+        MetaResult(grid="mni152_2mm", mask=half_mask)
+
+
+@pytest.mark.parametrize(
+    "spaces",
+    [["mni152_2mm"] * 3, ["MNI", "TAL", None], [None, None], [f"s{i}" for i in range(12)]],
+)
+def test_validate_coordinate_spaces_same_outcome(spaces):
+    import pandas as pd
+
+    df = pd.DataFrame({"x": 0.0, "space": spaces})
+    try:
+        nimare_utils.validate_coordinate_spaces(df)
+    except ValueError as err:
+        with pytest.raises(ValueError) as ours:
+            our_utils.validate_coordinate_spaces(df)
+        assert str(ours.value) == str(err)
+    else:
+        our_utils.validate_coordinate_spaces(df)
+
+
+def test_validate_coordinate_spaces_studyset(pain_pair_api):
+    ours, theirs = pain_pair_api
+    nimare_utils.validate_coordinate_spaces(theirs.coordinates)  # harmonised: one space
+    our_utils.validate_coordinate_spaces(ours)
+    with pytest.raises(ValueError, match="missing"):  # no foci: NiMARE's "missing" error
+        our_utils.validate_coordinate_spaces(ours.slice([]))
+    with pytest.raises(ValueError, match="'space' column"):
+        our_utils.validate_coordinate_spaces([1, 2])
+
+
+def test_get_masker_mask_image_matches_nimare(half_mask, tmp_path, pain_pair_api):
+    import nibabel as nib
+    from nilearn.maskers import NiftiMasker
+
+    path = tmp_path / "half.nii.gz"
+    nib.save(half_mask, path)
+    for masker in (NiftiMasker(str(path)), NiftiMasker(half_mask)):
+        theirs = nimare_utils.get_masker_mask_image(masker)
+        ours = our_utils.get_masker_mask_image(masker)
+        assert ours[0] is masker and theirs[0] is masker
+        np.testing.assert_array_equal(ours[1].get_fdata(), theirs[1].get_fdata())
+    for args in ({}, {"message": "need one"}):
+        with pytest.raises(ValueError) as err:
+            nimare_utils.get_masker_mask_image(**args)
+        with pytest.raises(ValueError, match=str(err.value)):
+            our_utils.get_masker_mask_image(**args)
+    # a Studyset's masker (our Grid): its mask, as NiMARE's Studyset.masker.mask_img
+    ours, theirs = pain_pair_api
+    grid, img = our_utils.get_masker_mask_image(dataset=ours)
+    _, ref = nimare_utils.get_masker_mask_image(dataset=theirs)
+    assert grid is ours.grid
+    np.testing.assert_array_equal(img.get_fdata() > 0, ref.get_fdata() > 0)
+
+
+def test_utils_load_nimads_and_studyset_reexports(pain_json):
+    ours = our_utils.load_nimads(str(pain_json))
+    assert list(ours.ids) == list(nimare_utils.load_nimads(str(pain_json)).ids)
+    with pytest.raises(ValueError, match="dictionary"):
+        our_utils.load_nimads(42)
+    import nimare_dask.studyset as our_studyset
+
+    for name in ("from_parquet", "write_parquet", "write_nimads", "to_nimads_dict", "from_nimads"):
+        assert getattr(our_studyset, name) is getattr(our_nimads, name)
+    assert list(our_studyset.from_nimads(str(pain_json)).ids) == list(ours.ids)
+
+
+def test_convert_dataset_to_studyset_ids_and_out_file(tmp_path, nimare_test_data):
+    from nimare.dataset import Dataset
+
+    src = nimare_test_data / "test_pain_dataset.json"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = nimare_io.convert_dataset_to_studyset(
+            Dataset(str(src)), studyset_id="sid", studyset_name="pain", out_file=tmp_path / "t.json"
+        )
+    ours = our_io.convert_dataset_to_studyset(
+        str(src), studyset_id="sid", studyset_name="pain", out_file=tmp_path / "o.json"
+    )
+    assert (ours.info["id"], ours.info["name"]) == (ref.id, ref.name) == ("sid", "pain")
+    theirs_json = json.loads((tmp_path / "t.json").read_text())
+    ours_json = json.loads((tmp_path / "o.json").read_text())
+    assert (ours_json["id"], ours_json["name"]) == (theirs_json["id"], theirs_json["name"])
+    assert list(ours.ids) == list(ref.ids)
+    n_points = sum(len(a["points"]) for s in theirs_json["studies"] for a in s["analyses"])
+    assert sum(len(a["points"]) for s in ours_json["studies"] for a in s["analyses"]) == n_points
+
+
+def test_convert_neurosynth_to_studyset_ids(nimare_test_data):
+    kwargs = {"studyset_id": "ns", "studyset_name": "Neurosynth"}
+    files = (
+        nimare_test_data / "data-neurosynth_version-7_coordinates.tsv.gz",
+        nimare_test_data / "data-neurosynth_version-7_metadata.tsv.gz",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = nimare_io.convert_neurosynth_to_studyset(*map(str, files), **kwargs)
+        ours = our_io.convert_neurosynth_to_studyset(*files, **kwargs)
+        default = our_io.convert_neurosynth_to_studyset(*files)
+    assert (ours.info["id"], ours.info["name"]) == (ref.id, ref.name)
+    assert default.info["id"] == "nimads_from_neurosynth"  # NiMARE's default
+    assert list(ours.ids) == list(ref.ids)
+
+
+def test_correctors_and_focusfilter_take_nimare_keywords(half_mask, pain_pair_api):
+    from nimare.correct import FDRCorrector as RefFDR
+    from nimare.diagnostics import FocusFilter as RefFocusFilter
+
+    from nimare_dask.correct import FDRCorrector, FWECorrector
+    from nimare_dask.diagnostics import Diagnostics, FocusCounter, FocusFilter, Jackknife
+
+    ours, theirs = pain_pair_api
+    fdr = FDRCorrector(method="indep", alpha=0.01)
+    assert fdr.get_params(deep=True) == fdr.get_params(deep=False)
+    assert {k: fdr.get_params()[k] for k in ("method", "alpha")} == {
+        k: RefFDR(method="indep", alpha=0.01).get_params(deep=True)[k] for k in ("method", "alpha")
+    }
+    assert FWECorrector(method="bonferroni").get_params(deep=False)["method"] == "bonferroni"
+    assert issubclass(Jackknife, Diagnostics) and issubclass(FocusCounter, Diagnostics)
+    ff = FocusFilter(mask=half_mask)
+    assert ff.get_params(deep=True) == ff.get_params(deep=False)
+    filtered = ff.transform(dataset=ours)
+    ref = RefFocusFilter(mask=half_mask).transform(dataset=theirs)
+    assert len(filtered.coordinates) == len(ref.coordinates) < len(theirs.coordinates)
+    with pytest.raises(TypeError, match="not both"):
+        ff.transform(ours, dataset=ours)
+
+
+def test_decoder_fit_dataset_keyword_matches_nimare(nimare_resources):
+    from nimare.decode.discrete import NeurosynthDecoder as Ref
+    from nimare.nimads import Studyset as NiMAREStudyset
+
+    from nimare_dask.decode import NeurosynthDecoder
+
+    laird_json = nimare_resources / "neurosynth_laird_studyset.json"
+    ours_ss = nd.Studyset(laird_json)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs_ss = NiMAREStudyset(str(laird_json))
+        ref = Ref(correction=None)
+        ref.fit(dataset=theirs_ss)
+        ids = list(ours_ss.ids[:7])
+        expected = ref.transform(ids)
+    out = NeurosynthDecoder(correction=None).fit(dataset=ours_ss).transform(ids)
+    assert list(out.index) == list(expected.index)
+    # float64 on both sides; same formulas in another order: 1e-9 relative (test_decode_discrete)
+    np.testing.assert_allclose(
+        out.to_numpy(float), expected[out.columns].to_numpy(float), rtol=1e-9, equal_nan=True
+    )
+    with pytest.raises(TypeError, match="multiple values for argument 'studyset'"):
+        NeurosynthDecoder().fit(ours_ss, dataset=ours_ss)
+    with pytest.raises(TypeError, match="not both"):
+        NeurosynthDecoder().fit(studyset=ours_ss, dataset=ours_ss)

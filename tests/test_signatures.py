@@ -150,46 +150,12 @@ _DATASET = "NiMARE's deprecated Dataset is not provided (use Studyset)"
 
 #: (module, name or "name.method") -> reason
 KNOWN_IN_PROGRESS: dict[tuple[str, str], str] = {
-    ("meta.cbma", "BalancedALESubtraction"): "CBMA estimators issue",
     ("meta.cbma", "StudyWeights"): "CBMA estimators issue",
     ("meta.cbma", "ALESubtraction.__init__"): "low_memory: CBMA estimators issue",
-    ("diagnostics", "FocusFilter.transform"): "dataset= keyword (diagnostics work item)",
-    ("diagnostics", "FocusFilter.get_params"): "deep= (diagnostics work item)",
-    ("diagnostics", "Diagnostics"): "base class at NiMARE's path (diagnostics work item)",
-    ("decode", "CorrelationDistributionDecoder.fit"): "dataset= keyword (decoders)",
 }
 
+
 KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("meta.kernel", "KernelTransformer"): "kernels owner: base class at NiMARE's path",
-    ("meta.kernel", "ALEKernel.__init__"): "kernels owner: memory, memory_level (no-ops)",
-    ("meta.kernel", "KDAKernel.__init__"): "kernels owner: memory, memory_level (no-ops)",
-    ("meta.kernel", "MKDAKernel.__init__"): "kernels owner: memory, memory_level (no-ops)",
-    ("meta.kernel", "ALEKernel.transform"): "kernels owner: dataset=, masker= keywords",
-    ("meta.kernel", "KDAKernel.transform"): "kernels owner: dataset=, masker= keywords",
-    ("meta.kernel", "MKDAKernel.transform"): "kernels owner: dataset=, masker= keywords",
-    ("correct", "Corrector.get_params"): "correct owner: get_params(deep=)",
-    ("correct", "FWECorrector.get_params"): "correct owner: get_params(deep=)",
-    ("correct", "FDRCorrector.get_params"): "correct owner: get_params(deep=)",
-    ("decode", "CorrelationDecoder.fit"): "decode owner: dataset= keyword",
-    ("decode", "BrainMapDecoder.fit"): "decode owner: dataset= keyword",
-    ("decode", "NeurosynthDecoder.fit"): "decode owner: dataset= keyword",
-    ("decode", "ROIAssociationDecoder.fit"): "decode owner: dataset= keyword",
-    ("io", "convert_neurosynth_to_studyset"): "io owner: studyset_id, studyset_name",
-    ("io", "convert_dataset_to_studyset"): "io owner: studyset_id, studyset_name, out_file",
-    ("results", "MetaResult.__init__"): "results owner: mask= (ours: grid=)",
-    ("utils", "validate_coordinate_spaces"): "utils owner",
-    ("utils", "get_masker_mask_image"): "utils owner",
-    ("utils", "load_nimads"): "utils owner (io has it)",
-    ("nimads", "from_parquet"): "lead: re-export nimare_dask.studyset.parquet.from_parquet",
-    ("nimads", "write_parquet"): "lead: re-export nimare_dask.studyset.parquet.write_parquet",
-    ("nimads", "write_nimads"): "lead: re-export nimare_dask.studyset.nimads.write_nimads",
-    ("nimads", "to_nimads_dict"): "lead: re-export (Studyset.to_dict)",
-    ("nimads", "from_nimads"): "lead: re-export (Studyset.from_nimads)",
-    ("studyset", "from_parquet"): "lead: re-export in nimare_dask/studyset/__init__.py",
-    ("studyset", "write_parquet"): "lead: re-export in nimare_dask/studyset/__init__.py",
-    ("studyset", "write_nimads"): "lead: re-export in nimare_dask/studyset/__init__.py",
-    ("studyset", "to_nimads_dict"): "lead: re-export (Studyset.to_dict)",
-    ("studyset", "from_nimads"): "lead: re-export (Studyset.from_nimads)",
 }
 
 _INTERNAL_NAMES = (
@@ -241,7 +207,7 @@ NOT_PROVIDED: dict[tuple[str, str], str] = {
 
 
 #: Whole modules being written now (IBMA issue); the lead empties this with KNOWN_IN_PROGRESS.
-MODULES_IN_PROGRESS = {"meta.ibma", "transforms"}
+MODULES_IN_PROGRESS = {"meta.ibma"}
 
 
 def _ibma_in_progress(key) -> bool:

@@ -93,15 +93,27 @@ class Corrector:
         self.parameters = {k: v for k, v in kwargs.items() if v is not None}
 
     # ------------------------------------------------------------------ info
-    def get_params(self) -> dict[str, Any]:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters (for :attr:`MetaResult.corrector_info`).
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            As NiMARE: also list the parameters of any parameter that has ``get_params``, as
+            ``<name>__<param>`` (correctors' parameters are plain values, so this rarely adds
+            anything).
 
         Returns
         -------
         dict
             ``method``, the named parameters and any extra keyword arguments.
         """
-        return {"method": self.method, **self._named, **self.parameters}
+        out = {"method": self.method, **self._named, **self.parameters}
+        if deep:
+            for key, value in list(out.items()):
+                if hasattr(value, "get_params") and not isinstance(value, type):
+                    out.update((f"{key}__{k}", v) for k, v in value.get_params().items())
+        return out
 
     @property
     def name_suffix(self) -> str:
@@ -109,7 +121,7 @@ class Corrector:
         return f"_corr-{self._label}_method-{self.method}"
 
     def __repr__(self) -> str:
-        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        params = ", ".join(f"{k}={v!r}" for k, v in self.get_params(deep=False).items())
         return f"{type(self).__name__}({params})"
 
     @classmethod

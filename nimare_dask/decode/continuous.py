@@ -45,6 +45,7 @@ from nimare_dask.decode.selection import (
     analyses_with_inputs,
     candidate_features,
     label_indicator,
+    nimare_fit,
 )
 from nimare_dask.kernels import MKDAKernel
 from nimare_dask.meta.base import CBMAEstimator, PairwiseCBMAEstimator, compute
@@ -210,6 +211,7 @@ class CorrelationDecoder:
         return isinstance(self.meta_estimator, PairwiseCBMAEstimator)
 
     # ------------------------------------------------------------------ fit
+    @nimare_fit
     def fit(self, studyset, drop_invalid: bool = True) -> CorrelationDecoder:
         """Compute (or reuse from the store) one meta-analytic map per feature.
 

@@ -37,6 +37,7 @@ from nimare_dask.decode.selection import (
     candidate_features,
     database_from_frames,
     database_from_studyset,
+    nimare_fit,
 )
 from nimare_dask.kernels import KernelTransformer, MKDAKernel
 from nimare_dask.space import Grid, get_grid
@@ -325,6 +326,7 @@ def brainmap_decode(
 class _DiscreteDecoder:
     """fit(studyset) keeps the analyses with foci and the labels that some study carries."""
 
+    @nimare_fit
     def fit(self, studyset, drop_invalid: bool = True):
         """Keep the analyses with foci and the labels at least one of them carries.
 
@@ -514,6 +516,7 @@ class ROIAssociationDecoder:
         self.features = features
         self.frequency_threshold = 0
 
+    @nimare_fit
     def fit(self, studyset, drop_invalid: bool = True) -> ROIAssociationDecoder:
         """Compute each analysis's mean MA value in the ROI.
 

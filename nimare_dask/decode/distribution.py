@@ -25,7 +25,12 @@ import pandas as pd
 import scipy.sparse as sp
 
 from nimare_dask.decode.correlate import pearson_r
-from nimare_dask.decode.selection import analyses_with_inputs, candidate_features, label_indicator
+from nimare_dask.decode.selection import (
+    analyses_with_inputs,
+    candidate_features,
+    label_indicator,
+    nimare_fit,
+)
 from nimare_dask.results import MetaResult
 from nimare_dask.studyset import Studyset, open_studyset
 
@@ -152,6 +157,7 @@ class CorrelationDistributionDecoder:
             f"target_image={self.target_image!r})"
         )
 
+    @nimare_fit
     def fit(self, studyset, drop_invalid: bool = True) -> CorrelationDistributionDecoder:
         """Select the analyses and features; no image is read.
 

@@ -30,10 +30,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from nimare_dask.meta.base import _describing_fit
 from nimare_dask.studyset import Studyset, open_studyset
 
 __all__ = [
     "LabelDatabase",
+    "nimare_fit",
     "analyses_with_inputs",
     "annotated_analyses",
     "candidate_features",
@@ -45,6 +47,32 @@ __all__ = [
 
 _ID_COLUMNS = ("id", "study_id", "contrast_id")
 LGR = logging.getLogger(__name__)
+
+
+def nimare_fit(fit):
+    """Give a decoder's ``fit(studyset, drop_invalid)`` NiMARE's ``dataset=`` keyword.
+
+    The estimators' wrapper (:func:`nimare_dask.meta.base._describing_fit`): ``dataset=`` is
+    passed on as ``studyset`` (both at once is a ``TypeError``). The MA-map keyword it also
+    refuses (``ma_maps``) is not in NiMARE's decoders' signatures, so it is left out of this
+    one's.
+
+    Parameters
+    ----------
+    fit : callable
+        The decoder's ``fit(self, studyset, drop_invalid=True)``.
+
+    Returns
+    -------
+    callable
+        The wrapped method.
+    """
+    wrapped = _describing_fit(fit)
+    sig = wrapped.__signature__
+    wrapped.__signature__ = sig.replace(
+        parameters=[p for p in sig.parameters.values() if p.name != "ma_maps"]
+    )
+    return wrapped
 
 
 def annotated_analyses(studyset: Studyset) -> np.ndarray:

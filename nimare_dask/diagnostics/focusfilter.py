@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from nimare_dask.space import Grid, get_grid
-from nimare_dask.studyset import Studyset
+from nimare_dask.studyset.core import Studyset, studyset_or_dataset
 
 __all__ = ["FocusFilter"]
 
@@ -43,8 +43,14 @@ class FocusFilter:
         self.mask = mask
         self.masker = None if mask is None else _as_grid(mask)
 
-    def get_params(self) -> dict[str, Any]:
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
         """Constructor parameters.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            NiMARE's (scikit-learn's) keyword; the only parameter, ``mask``, has no
+            parameters of its own, so both values give the same dict.
 
         Returns
         -------
@@ -52,19 +58,22 @@ class FocusFilter:
         """
         return {"mask": None if self.masker is None else self.masker.name}
 
-    def transform(self, studyset: Studyset) -> Studyset:
+    def transform(self, studyset: Studyset | None = None, *, dataset=None) -> Studyset:
         """Filter the foci of ``studyset``.
 
         Parameters
         ----------
         studyset : Studyset
             The collection to filter (a store path is opened).
+        dataset : Studyset, optional
+            NiMARE's name of ``studyset`` (give one of the two).
 
         Returns
         -------
         Studyset
             A new studyset, on the same grid, with the foci inside the mask (eager).
         """
+        studyset = studyset_or_dataset(studyset, dataset, "FocusFilter.transform")
         if not isinstance(studyset, Studyset):
             from nimare_dask.studyset import open_studyset
 

@@ -70,23 +70,46 @@ __all__ = [
 
 
 def convert_dataset_to_studyset(
-    dataset: str | os.PathLike | dict, target: str | Grid = "mni152_2mm"
+    dataset: str | os.PathLike | dict,
+    target: str | Grid = "mni152_2mm",
+    *,
+    studyset_id: str = "nimads_from_dataset",
+    studyset_name: str = "",
+    out_file: str | os.PathLike | None = None,
 ) -> Studyset:
     """Read a NiMARE legacy Dataset (JSON path or dict ``{study: {"contrasts": ...}}``).
 
     Parameters
     ----------
     dataset : str, Path or dict
-        The legacy JSON file or its parsed dict.
+        The legacy JSON file or its parsed dict (NiMARE's deprecated ``Dataset`` object is
+        not provided; its JSON is what this reads).
     target : str or Grid, default="mni152_2mm"
         The voxel grid.
+    studyset_id, studyset_name : str
+        The studyset's identifier and name (NiMARE's defaults), kept in ``Studyset.info``
+        (``"id"``, ``"name"``) and written by ``to_parquet`` and to ``out_file``.
+    out_file : str or Path, optional
+        Also write the studyset as NIMADS JSON there (atomically), with this id and name,
+        as NiMARE does.
 
     Returns
     -------
     Studyset
         Eager tables; TAL foci converted to MNI.
     """
-    return Studyset(dataset, target=target)
+    ss = Studyset(dataset, target=target)
+    ss.info.update(id=studyset_id, name=studyset_name)
+    if out_file is not None:
+        import json
+
+        from nimare_dask.storage import Location
+        from nimare_dask.studyset.nimads import tables_to_nimads
+
+        out = Path(out_file)
+        data = tables_to_nimads(ss, studyset_id=studyset_id, name=studyset_name)
+        Location(out.parent).write_bytes(out.name, json.dumps(data, indent=2).encode())
+    return ss
 
 
 def write_nimads(studyset: Studyset, path: str | os.PathLike) -> Path:

@@ -373,6 +373,8 @@ def convert_neurosynth_to_studyset(
     feature_groups: str | Sequence[str] | None = None,
     target: str | Grid = "mni152_2mm",
     *,
+    studyset_id: str = "nimads_from_neurosynth",
+    studyset_name: str = "",
     tfidf: bool = False,
 ) -> Studyset:
     """Convert Neurosynth database files into a Studyset.
@@ -392,6 +394,9 @@ def convert_neurosynth_to_studyset(
         Names overriding the ``{vocab}_{source}_{type}`` label prefixes, one per file set.
     target : str or Grid, default="mni152_2mm"
         The voxel grid.
+    studyset_id, studyset_name : str
+        The studyset's identifier and name (NiMARE's defaults), kept in ``Studyset.info``
+        (``"id"``, ``"name"``) and written by ``to_parquet``.
     tfidf : bool, default=False
         Convert ``type-count`` matrices to TF-IDF (:func:`tfidf_transform`); their labels then
         read ``..._tfidf__term``.
@@ -401,7 +406,7 @@ def convert_neurosynth_to_studyset(
     Studyset
         Eager tables; annotations as a scipy CSR matrix (float32).
     """
-    return _convert(
+    ss = _convert(
         coordinates_file,
         metadata_file,
         annotations_files,
@@ -410,6 +415,8 @@ def convert_neurosynth_to_studyset(
         tfidf=tfidf,
         default_space="UNKNOWN",
     )
+    ss.info.update(id=studyset_id, name=studyset_name)
+    return ss
 
 
 def convert_neuroquery_to_studyset(

@@ -29,6 +29,8 @@ class ALEKernel(KernelTransformer):
         Mutually exclusive with ``fwhm``. With neither, each analysis's own sample size
         (``Studyset.sample_sizes``) sets its FWHM; kernels are built once per distinct
         sample size.
+    memory, memory_level
+        NiMARE's joblib caching; no effect here (see :class:`KernelTransformer`).
 
     Notes
     -----
@@ -41,7 +43,14 @@ class ALEKernel(KernelTransformer):
     _param_names = ("fwhm", "sample_size")
     _mode = _numba.MODE_MAX
 
-    def __init__(self, fwhm: float | None = None, sample_size: float | None = None):
+    def __init__(
+        self,
+        fwhm: float | None = None,
+        sample_size: float | None = None,
+        memory=None,
+        memory_level: int = 0,
+    ):
+        super().__init__(memory=memory, memory_level=memory_level)
         self.fwhm = fwhm
         self.sample_size = sample_size
         self._validate()

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import dask
 import dask.array as da
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import xarray as xr
 from dask.base import tokenize
@@ -33,7 +34,7 @@ from nimare_dask.kernels import _numba
 from nimare_dask.kernels.foci import foci_blocks
 from nimare_dask.kernels.shapes import KernelBank
 from nimare_dask.space import Grid
-from nimare_dask.studyset.core import Studyset
+from nimare_dask.studyset.core import Studyset, studyset_or_dataset
 
 __all__ = ["KernelTransformer", "DEFAULT_CHUNK_BYTES"]
 
@@ -177,10 +178,25 @@ class KernelTransformer:
     is the analysis ``studyset.ids[i]``; analyses without foci (or whose foci all fall outside
     the mask) get all-zero rows. NiMARE omits analyses without coordinates from its kernel
     outputs, so its rows match ours restricted to the analyses with foci.
+
+    Parameters
+    ----------
+    memory : joblib.Memory, str or Path, optional
+        NiMARE's joblib cache of MA maps. No effect here: MA maps are cached as derived
+        arrays of the studyset's store (``transform(..., store=True)``), whatever it says.
+    memory_level : int, default=0
+        NiMARE's caching level; no effect here, as ``memory``.
     """
 
     _param_names: ClassVar[tuple[str, ...]] = ()
     _mode: ClassVar[int] = _numba.MODE_MAX
+
+    def __init__(self, memory: Any = None, memory_level: int = 0) -> None:
+        if isinstance(memory_level, bool) or not isinstance(memory_level, int | np.integer):
+            raise TypeError(f"memory_level must be an int, got {memory_level!r}")
+        #: Accepted for NiMARE compatibility; documented as having no effect.
+        self.memory = memory
+        self.memory_level = int(memory_level)
 
     # ------------------------------------------------------------------ parameters
     def get_params(self, deep: bool = True) -> dict[str, Any]:
@@ -549,17 +565,28 @@ class KernelTransformer:
 
     def transform(
         self,
-        studyset: Studyset,
+        studyset: Studyset | None = None,
+        masker: Any = None,
         return_type: str = "xarray",
         chunks: int | tuple | dict | str | None = None,
         store: bool = False,
+        *,
+        dataset: Studyset | None = None,
     ):
         """Modelled-activation maps of every analysis of a studyset.
 
         Parameters
         ----------
-        studyset : Studyset
-            Foci, sample sizes and the voxel grid.
+        studyset : Studyset or pandas.DataFrame
+            Foci, sample sizes and the voxel grid. As NiMARE, a coordinates DataFrame (``id``
+            and ``x, y, z`` or ``i, j, k``, optional ``sample_size``) is accepted with a
+            ``masker`` (:func:`~nimare_dask.kernels.masker.studyset_from_frame`).
+        masker : nilearn masker, mask image or path, or Grid, optional
+            The grid of the maps (NiMARE's meaning): foci are placed on the mask's voxels
+            (``mm2vox`` of their MNI coordinates with its affine) and the maps cover its
+            in-mask voxels. Default: the studyset's grid.
+        dataset : Studyset, optional
+            NiMARE's name of ``studyset`` (give one of the two).
         return_type : {"xarray", "array", "sparse", "summary"}
             * ``"xarray"``: a **lazy** :class:`xarray.DataArray` named ``"ma"`` with dims
               ``("analysis", "voxel")``, coordinate ``analysis`` = ``studyset.ids``, float32,
@@ -589,6 +616,7 @@ class KernelTransformer:
             raise ValueError(
                 f"return_type must be one of {list(_RETURN_TYPES)}, got {return_type!r}"
             )
+        studyset = _nimare_input(studyset, dataset, masker)
         self._check_studyset(studyset)
         if store:
             from nimare_dask.kernels.cache import cached_ma_maps
@@ -701,6 +729,26 @@ class KernelTransformer:
         self._check_studyset(studyset)
         blocks = self._eager(studyset, chunks, _max_task, "ma-maps-max")
         return np.concatenate(blocks).astype(np.float32) if blocks else np.zeros(0, np.float32)
+
+
+def _nimare_input(studyset, dataset, masker) -> Studyset:
+    """``transform``'s studyset from NiMARE's ``dataset=`` / DataFrame / ``masker=`` inputs."""
+    studyset = studyset_or_dataset(studyset, dataset, "transform")
+    if masker is None and not isinstance(studyset, Studyset):
+        raise TypeError(
+            f"transform needs a Studyset (or a coordinates DataFrame with masker=), "
+            f"not {type(studyset).__name__}"
+        )
+    if masker is None:
+        return studyset
+    from nimare_dask.kernels.masker import grid_from_masker, studyset_from_frame
+
+    grid = grid_from_masker(masker)
+    if isinstance(studyset, pd.DataFrame):
+        return studyset_from_frame(studyset, grid)
+    if not isinstance(studyset, Studyset):
+        raise TypeError(f"transform needs a Studyset, not {type(studyset).__name__}")
+    return studyset if studyset.grid.same_as(grid) else studyset.with_grid(grid)
 
 
 def _compute(graph: HighLevelGraph, keys: list, layer: str) -> list:

@@ -23,6 +23,8 @@ class KDAKernel(KernelTransformer):
         Sphere radius in mm (default 10: 515 voxels on the 2 mm grid).
     value : float
         Value of one sphere (default 1).
+    memory, memory_level
+        NiMARE's joblib caching; no effect here (see :class:`KernelTransformer`).
 
     Notes
     -----
@@ -34,7 +36,8 @@ class KDAKernel(KernelTransformer):
     _param_names = ("r", "value")
     _mode = _numba.MODE_ADD
 
-    def __init__(self, r: float = 10, value: float = 1):
+    def __init__(self, r: float = 10, value: float = 1, memory=None, memory_level: int = 0):
+        super().__init__(memory=memory, memory_level=memory_level)
         self.r = float(r) if _is_number(r) else r
         self.value = value
         self._validate()
@@ -69,6 +72,8 @@ class MKDAKernel(KDAKernel):
         Sphere radius in mm (default 10: 515 voxels on the 2 mm grid).
     value : float
         Value inside the union (default 1: binary maps).
+    memory, memory_level
+        NiMARE's joblib caching; no effect here (see :class:`KernelTransformer`).
 
     Notes
     -----

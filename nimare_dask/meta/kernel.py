@@ -3,6 +3,6 @@
 The implementations live in :mod:`nimare_dask.kernels`.
 """
 
-from nimare_dask.kernels import ALEKernel, KDAKernel, MKDAKernel
+from nimare_dask.kernels import ALEKernel, KDAKernel, KernelTransformer, MKDAKernel
 
-__all__ = ["ALEKernel", "KDAKernel", "MKDAKernel"]
+__all__ = ["ALEKernel", "KDAKernel", "KernelTransformer", "MKDAKernel"]

@@ -143,6 +143,9 @@ class MetaResult:
         Diagnostics that were run on the result.
     null_distributions : dict of numpy.ndarray, optional
         Null distributions (histograms, max-statistic nulls) keyed by map-style names.
+    mask : nilearn masker, mask image or path, or Grid, optional
+        NiMARE's parameter: the mask the maps are over (a masker's ``mask_img``); it becomes
+        :attr:`grid` (give ``grid`` or ``mask``, or both naming the same grid).
 
     Attributes
     ----------
@@ -166,8 +169,17 @@ class MetaResult:
         corrector: Any = None,
         diagnostics: Iterable[Any] | None = None,
         null_distributions: Mapping[str, Any] | None = None,
+        *,
+        mask: Any = None,
     ) -> None:
         self.estimator = estimator
+        if mask is not None:
+            from nimare_dask.kernels.masker import grid_from_masker
+
+            from_mask = grid_from_masker(mask)
+            if grid is not None and not get_grid(grid).same_as(from_mask):
+                raise ValueError("MetaResult: grid= and mask= name different grids; give one")
+            grid = from_mask
         self.grid = get_grid(grid)
         self.maps = xr.Dataset()
         self.add_maps(maps or {})

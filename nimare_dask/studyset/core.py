@@ -506,6 +506,30 @@ class Studyset(StudysetQueries, StudysetPersistence):
         )
 
 
+def studyset_or_dataset(studyset, dataset, where: str):
+    """The one input given as ``studyset`` or under NiMARE's name ``dataset``.
+
+    Parameters
+    ----------
+    studyset, dataset : object or None
+        The two spellings of the same argument; exactly one must be given.
+    where : str
+        The caller, named in errors (``"FocusFilter.transform"``).
+
+    Returns
+    -------
+    object
+        The input given.
+    """
+    if dataset is not None:
+        if studyset is not None:
+            raise TypeError(f"{where}: pass studyset= or dataset=, not both")
+        return dataset
+    if studyset is None:
+        raise TypeError(f"{where}: a studyset (NiMARE: dataset) is required")
+    return studyset
+
+
 def _long_table(df: pd.DataFrame | None, columns: list[str]) -> pd.DataFrame:
     if df is None or len(df) == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from nimare_dask.studyset.core import Studyset
+from nimare_dask.studyset.core import Studyset, studyset_or_dataset
 from nimare_dask.studyset.images import image_arrays, image_matrix
 from nimare_dask.transforms._convert import p_to_z, z_to_p
 
@@ -73,14 +73,22 @@ class ImagesToCoordinates:
         clusters["Peak Stat"] = p_to_z(1 - clusters["Peak Stat"])
         return clusters
 
-    def transform(self, studyset: Studyset) -> Studyset:
+    def transform(
+        self, studyset: Studyset | None = None, *, dataset: Studyset | None = None
+    ) -> Studyset:
         """Add the peaks of each analysis' z (or p) map as foci.
+
+        Parameters
+        ----------
+        studyset : Studyset
+            The input (``dataset=`` is NiMARE's name for it).
 
         Returns
         -------
         Studyset
             A new Studyset (eager: peaks are found now).
         """
+        studyset = studyset_or_dataset(studyset, dataset, "ImagesToCoordinates.transform")
 
         from nimare_dask.studyset.images import _file_paths
 
@@ -145,13 +153,21 @@ class StandardizeField:
     def __init__(self, fields):
         self.fields = list(fields)
 
-    def transform(self, studyset: Studyset) -> Studyset:
+    def transform(
+        self, studyset: Studyset | None = None, *, dataset: Studyset | None = None
+    ) -> Studyset:
         """Add the standardised columns.
+
+        Parameters
+        ----------
+        studyset : Studyset
+            The input (``dataset=`` is NiMARE's name for it).
 
         Returns
         -------
         Studyset
         """
+        studyset = studyset_or_dataset(studyset, dataset, "StandardizeField.transform")
         from nimare_dask.studyset import Annotations
 
         ann = studyset.annotation_matrix

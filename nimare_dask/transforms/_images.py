@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 from dask.base import tokenize
 
-from nimare_dask.studyset.core import Studyset
+from nimare_dask.studyset.core import Studyset, studyset_or_dataset
 from nimare_dask.studyset.images import (
     DEFAULT_CHUNKS,
     has_image,
@@ -215,8 +215,15 @@ class ImageTransformer:
         self.target = targets
         self.overwrite = overwrite
 
-    def transform(self, studyset: Studyset) -> Studyset:
+    def transform(
+        self, studyset: Studyset | None = None, *, dataset: Studyset | None = None
+    ) -> Studyset:
         """Derive the target images; lazy.
+
+        Parameters
+        ----------
+        studyset : Studyset
+            The input (``dataset=`` is NiMARE's name for it).
 
         Returns
         -------
@@ -224,6 +231,7 @@ class ImageTransformer:
             ``studyset`` with the derived images as dask arrays (see
             :func:`~nimare_dask.studyset.images.with_image_arrays`); nothing is computed yet.
         """
+        studyset = studyset_or_dataset(studyset, dataset, "ImageTransformer.transform")
         out = studyset
         ids = np.asarray(studyset.ids)
         sizes = sample_size_lists(studyset)

@@ -344,13 +344,17 @@ class BalancedALESubtraction(PairwiseCBMAEstimator):
         )["diff"]
 
     # ------------------------------------------------------------------ fit
-    def fit(self, studyset1, studyset2) -> MetaResult:
+    def fit(self, studyset1, studyset2, inference_map1=None, inference_map2=None) -> MetaResult:
         """Fit the balanced subtraction to two studysets.
 
         Parameters
         ----------
         studyset1, studyset2 : Studyset or str or Path
             The two groups (in-memory, opened from a store, or store paths).
+        inference_map1, inference_map2 : None
+            NiMARE's pairwise ``fit`` accepts them but its balanced subtraction ignores them;
+            here a map given raises ``ValueError`` (use :class:`ALESubtraction` for
+            directional inference masks).
 
         Returns
         -------
@@ -369,6 +373,11 @@ class BalancedALESubtraction(PairwiseCBMAEstimator):
         from nimare_dask.meta.cbma.chunkstats import ale_chunk_stats, per_chunk
         from nimare_dask.montecarlo import resolve_random_state
 
+        if inference_map1 is not None or inference_map2 is not None:
+            raise ValueError(
+                "BalancedALESubtraction does not use inference maps (NiMARE ignores them); "
+                "ALESubtraction takes inference_map1/inference_map2"
+            )
         n = self._check_params()
         ss1 = self._prepare(studyset1, "studyset1")
         ss2 = self._prepare(studyset2, "studyset2")
