@@ -13,7 +13,7 @@ from nimare_dask import __version__
 LGR = logging.getLogger("nimare_dask.cli")
 
 #: Subcommand modules; each has ``add_parser(subparsers)`` and ``run(args) -> int``.
-_COMMANDS = ("ale", "macm", "decode", "ingest", "convert", "jackknife")
+_COMMANDS = ("ale", "ibma", "jale", "macm", "decode", "ingest", "convert", "jackknife")
 
 
 def build_parser() -> argparse.ArgumentParser:
