@@ -12,6 +12,7 @@ coordinates are converted with Lancaster's ``icbm_other`` transform.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import threading
 import zlib
@@ -456,14 +457,50 @@ class Grid:
         return self.fingerprint == other.fingerprint
 
     def to_attrs(self) -> dict:
-        """A JSON-able description (name, shape, affine, fingerprint) for store metadata."""
-        return {
+        """A JSON-able description for store metadata: name, shape, affine, fingerprint and,
+        for a grid that is not a shipped template, its mask (packed bits, zlib, base64), so
+        :meth:`from_attrs` can rebuild it."""
+        out = {
             "name": self.name,
             "shape": list(self.shape),
             "affine": np.asarray(self.affine).tolist(),
             "n_voxels": self.n_voxels,
             "fingerprint": self.fingerprint,
         }
+        if not self.is_builtin():
+            packed = zlib.compress(np.packbits(self.mask, axis=None).tobytes(), 6)
+            out["mask_packbits_zlib_b64"] = base64.b64encode(packed).decode("ascii")
+        return out
+
+    @staticmethod
+    def from_attrs(attrs: dict) -> Grid | None:
+        """The grid :meth:`to_attrs` described (None when it cannot be rebuilt: a custom grid
+        written before masks were stored).
+
+        Parameters
+        ----------
+        attrs : dict
+            What :meth:`to_attrs` returned.
+
+        Returns
+        -------
+        Grid or None
+        """
+        name = attrs.get("name")
+        if name in _TEMPLATES:
+            grid = _builtin_grid(name)
+            if grid.fingerprint == attrs.get("fingerprint"):
+                return grid
+        packed = attrs.get("mask_packbits_zlib_b64")
+        if packed is None:
+            return None
+        return _custom_grid(
+            base64.b64decode(packed),
+            attrs["shape"],
+            tuple(float(v) for v in np.asarray(attrs["affine"], dtype=float).ravel()),
+            str(name),
+            str(attrs.get("fingerprint")),
+        )
 
     def __repr__(self) -> str:
         return f"Grid(name={self.name!r}, shape={self.shape}, n_voxels={self.n_voxels})"

@@ -69,3 +69,24 @@ def test_null_is_identical_for_any_chunking_and_block_size(sim):
     c_est = PermutedOLS(random_state=4)
     c = c_est.correct_fwe_montecarlo(c_est.fit(ours), n_iters=300)
     assert not np.array_equal(a.null_distributions[key], c.null_distributions[key])
+
+
+def test_reopened_result_can_be_corrected(sim, tmp_path):
+    # a PermutedOLS result saved with its inputs (images stored as arrays in the inputs'
+    # store) and reopened keeps enough to run the Monte Carlo FWE later: the estimator is
+    # rebuilt from its record and refitted, giving the live result's null for the same seed
+    from nimare_dask.correct import FWECorrector
+    from nimare_dask.meta.ibma import PermutedOLS
+    from nimare_dask.results import open_result
+
+    ours = sim[0]
+    live = PermutedOLS(random_state=7).fit(ours)
+    live.to_zarr(tmp_path / "res.zarr")
+    again = open_result(tmp_path / "res.zarr")
+    corr = FWECorrector(method="montecarlo", n_iters=100, random_state=7)
+    a = corr.transform(live)
+    b = corr.transform(again)
+    key = "values_level-voxel_corr-fwe_method-montecarlo"
+    np.testing.assert_array_equal(a.null_distributions[key], b.null_distributions[key])
+    name = "p_level-voxel_corr-FWE_method-montecarlo"
+    np.testing.assert_array_equal(a.maps[name].values, b.maps[name].values)

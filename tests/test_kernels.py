@@ -1,7 +1,8 @@
 """MA kernels: shapes, block functions, laziness, chunk invariance, errors, store cache.
 
-NiMARE parity lives in test_kernels_oracle.py; here values are checked against closed forms
-and against each other (dense vs sparse vs fused reductions).
+NiMARE parity lives in test_kernels_oracle.py (but for ``return_type="image"``, here); here
+values are checked against closed forms and against each other (dense vs sparse vs fused
+reductions).
 """
 
 from __future__ import annotations
@@ -291,7 +292,7 @@ def test_cache_key(toy):
 def test_transform_errors(toy):
     k = MKDAKernel()
     with pytest.raises(ValueError, match="return_type"):
-        k.transform(toy, return_type="image")
+        k.transform(toy, return_type="nifti")
     with pytest.raises(ValueError, match="how must be"):
         k.reduce(toy, "max")
     with pytest.raises(ValueError, match="only used with how='sum'"):
@@ -370,6 +371,41 @@ def test_return_types_agree(kernel, toy):
     summary = kernel.transform(toy, return_type="summary_array").values
     np.testing.assert_allclose(summary, dense.astype(np.float64).sum(0), rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(kernel.max_values(toy, chunks=4), dense.max(1))
+
+
+@pytest.mark.parametrize("kind", ["ALE", "MKDA", "KDA"])
+def test_image_return_type_matches_nimare(kind, pain_studyset, pain_json, tmp_path):
+    """NiMARE's default return_type: one float32 volume per analysis (4 pain analyses).
+
+    MKDA/KDA values are the kernel's constants (exact); ALE within 1 float32 ulp (NiMARE's
+    Gaussian goes through numpy's ``exp``: test_kernels_oracle.py's docstring).
+    """
+    from _parity import assert_within_ulp
+    from nimare.meta import kernel as nk
+    from nimare.studyset import Studyset as NiMAREStudyset
+
+    ids = list(pain_studyset.ids[:4])
+    ours_ss = pain_studyset.slice(ids)
+    ours_ss.to_zarr(tmp_path / "pain4.zarr", images=False)
+    theirs = getattr(nk, f"{kind}Kernel")().transform(
+        NiMAREStudyset(str(pain_json)).slice(ids), return_type="image"
+    )
+    kernel = {"ALE": ALEKernel, "MKDA": MKDAKernel, "KDA": KDAKernel}[kind]()
+    for imgs in (
+        kernel.transform(ours_ss, return_type="image", chunks=3),
+        kernel.transform(open_studyset(tmp_path / "pain4.zarr"), return_type="image", store=True),
+    ):
+        assert len(imgs) == len(theirs) == 4
+        for ours_img, their_img in zip(imgs, theirs, strict=True):
+            assert ours_img.shape == their_img.shape
+            np.testing.assert_array_equal(ours_img.affine, their_img.affine)
+            assert ours_img.get_data_dtype() == their_img.get_data_dtype() == np.float32
+            a, b = np.asanyarray(ours_img.dataobj), np.asanyarray(their_img.dataobj)
+            if kind == "ALE":
+                assert_within_ulp(a, b, maxulp=1)
+            else:
+                np.testing.assert_array_equal(a, b)
+            assert b.any()
 
 
 def test_empty_studyset():

@@ -149,14 +149,10 @@ _INTERNALS = "NiMARE's column-store internals (ours: tables + Zarr store)"
 _DATASET = "NiMARE's deprecated Dataset is not provided (use Studyset)"
 
 #: (module, name or "name.method") -> reason
-KNOWN_IN_PROGRESS: dict[tuple[str, str], str] = {
-    ("meta.cbma", "StudyWeights"): "CBMA estimators issue",
-    ("meta.cbma", "ALESubtraction.__init__"): "low_memory: CBMA estimators issue",
-}
+KNOWN_IN_PROGRESS: dict[tuple[str, str], str] = {}
 
 
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 _INTERNAL_NAMES = (
     "Analysis AnnotationSet ColumnStore Comparison Context CoordinateBlock Coordinates Dict8 "

@@ -148,7 +148,7 @@ class FWECorrector(Corrector):
                 "FWECorrector(method='montecarlo') needs the estimator's null model to run on "
                 f"the Monte Carlo engine, but "
                 f"estimator {est} has no correct_fwe_montecarlo method (Monte Carlo FWE is "
-                "defined for ALE, MKDADensity, KDA, SCALE, ALESubtraction and MKDAChi2); use "
+                "defined for ALE, MKDADensity, KDA, SCALE, ALESubtraction, MKDAChi2 and PermutedOLS); use "
                 "method='bonferroni'"
             )
         if self.method == "predictive":

@@ -31,16 +31,19 @@ from typing import Any
 import dask
 import numpy as np
 import pandas as pd
+from numba import njit
 from scipy.stats import norm
 
 from nimare_dask.diagnostics.base import Diagnostics
 from nimare_dask.kernels.foci import shared
 from nimare_dask.meta.base import compute
 from nimare_dask.meta.cbma import ALE
+from nimare_dask.meta.cbma import _mc_numba as mc
 from nimare_dask.meta.cbma.chunkstats import ale_chunk_stats, per_chunk
 from nimare_dask.results import MetaResult
-from nimare_dask.stats.clusters import label_clusters, neighbours
+from nimare_dask.stats.clusters import label_clusters, max_stats_of_supra, neighbours
 from nimare_dask.stats.nulls import (
+    _nearest_bin,
     ale_histogram_bins,
     ale_null_from_histograms,
     histogram_bin_of,
@@ -191,8 +194,124 @@ def _sum_counts(parts) -> np.ndarray:
     return out
 
 
+def _ale_layout(kernel, grid, nsub, nfoci):
+    """Kernel boxes of the random datasets' studies (all ``n``; an iteration picks rows).
+
+    Returns ``(row_kid, extent, box_start, box, AleGrid)`` for
+    :func:`nimare_dask.meta.cbma._mc_numba.ale_accumulate` (boxes of float32
+    ``log1p(-MA)``, the arithmetic of :func:`_z_of_rows`).
+    """
+    n = len(nfoci)
+    rows = np.repeat(np.arange(n), nfoci)
+    plan = kernel._plan(np.zeros((len(rows), 3), np.int64), rows, n, grid, nsub)
+    bank = plan.bank
+    values = (bank.values.astype(np.float32) * np.float32(plan.scale)).astype(np.float32)
+    entry = np.log1p(-values).astype(np.float32)
+    extent = np.ascontiguousarray(bank.extent, dtype=np.int64).reshape(-1, 3)
+    box, box_start = mc.ale_boxes(bank.run_ptr, bank.runs, extent, entry)
+    g = mc.ale_grid(grid.shape, grid.column_segments, extent)
+    return plan.row_kid, extent, box_start, box, g
+
+
+@njit(nogil=True, cache=True)
+def _largest_good_cluster(acc, flagged, good, inv_step, nbrs, cl_scratch, idx_buf, val_buf):
+    """Largest 6-connected cluster of voxels whose ALE ``float32(1 - exp(acc))`` falls in a
+    bin with ``good[bin]`` (z above the cluster-forming threshold); candidates are the voxels
+    of the ``flagged`` chunks below the bound of :func:`_good_bound`. Zeroes nothing."""
+    n = acc.shape[0]
+    n_bins = good.shape[0]
+    m = 0
+    for c in range(flagged.shape[0]):
+        for v in range(flagged[c], min(n, flagged[c] + mc.CHUNK)):
+            a = acc[v]
+            if a < 0.0:
+                s = np.float64(np.float32(1.0 - np.exp(a)))
+                if s > 0.0 and good[_nearest_bin(s, inv_step, n_bins)]:
+                    idx_buf[m] = v
+                    val_buf[m] = s
+                    m += 1
+    if m == 0:
+        return 0
+    size, _ = max_stats_of_supra(idx_buf[:m], val_buf[:m], nbrs, 0.0, cl_scratch)
+    return size
+
+
+def _good_bins(null, z_thr: float) -> tuple[np.ndarray, float, float]:
+    """Bins whose z exceeds ``z_thr``, ``1 / step`` and the ``acc`` bound of the candidates
+    (voxels with ``acc < bound`` may fall in a good bin; ``+inf`` when none can be small)."""
+    bins, z_table = null
+    good = np.asarray(z_table[: bins.size], dtype=np.float64) > z_thr
+    inv_step = float(1 / (bins[1] - bins[0]))
+    if not good.any():
+        return good, inv_step, -np.inf
+    # lowest ALE value that rounds into the first good bin, minus a margin far wider than
+    # float32 rounding; its log1p(-.) (plus a margin) bounds acc = sum log(1 - MA)
+    s_lo = (np.flatnonzero(good)[0] - 0.5) / inv_step - 1e-6
+    bound = float(np.log1p(-s_lo)) + 1e-6 if s_lo > 0 else np.inf
+    return good, inv_step, bound
+
+
 def _null_block(state, n_iter, null, kernel, grid, pool, nsub, nfoci, target_n, nbrs, z_thr):
-    """Largest cluster of ``n_iter`` random-foci datasets, continuing NiMARE's stream."""
+    """Largest cluster of ``n_iter`` random-foci datasets, continuing NiMARE's stream.
+
+    Each dataset's ALE map is accumulated in numba straight from its foci (bit for bit the sum
+    of :func:`_z_of_rows`), and only voxels near the cluster-forming bin are evaluated.
+    """
+    if z_thr < float(null[1][-1]):  # every voxel survives (not a realistic threshold)
+        return _null_block_csr(
+            state, n_iter, null, kernel, grid, pool, nsub, nfoci, target_n, nbrs, z_thr
+        )
+    rng = np.random.RandomState()
+    rng.set_state(state)
+    out = np.zeros(n_iter, dtype=np.int64)
+    n = len(nfoci)
+    row_kid_all, extent, box_start, box, g = _ale_layout(kernel, grid, nsub, nfoci)
+    good, inv_step, bound = _good_bins(null, z_thr)
+    shape = np.asarray(grid.shape, dtype=np.int64)
+    n_vox = grid.n_voxels
+    acc = np.zeros(n_vox)
+    wx = int(2 * extent[:, 0].max(initial=0) + 1)
+    cells = int(((2 * extent[:, 0] + 1) * (2 * extent[:, 1] + 1)).max(initial=1))
+    ptr_all = np.concatenate([[0], np.cumsum(nfoci)]).astype(np.int64)
+    bufs = (
+        np.zeros(g.n_slots),
+        np.zeros(g.n_slots, dtype=np.float32),
+        np.empty(max(1, int(nfoci.sum())), dtype=np.int64),
+        np.empty((max(1, mc.ale_mixed_rows(ptr_all)), wx), dtype=np.uint64),
+        np.empty(max(1, mc.ALE_MANY_FOCI * cells), dtype=np.int64),
+    )
+    starts = np.arange(0, n_vox, mc.CHUNK)
+    cl_scratch = np.zeros(n_vox, dtype=np.int32)
+    idx_buf = np.empty(n_vox, dtype=np.int64)
+    val_buf = np.empty(n_vox, dtype=np.float64)
+    nbrs = np.ascontiguousarray(nbrs, dtype=np.int32)
+    n_pool = pool.shape[0]
+    for it in range(n_iter):
+        pick = np.arange(n)
+        if target_n < n:
+            pick = rng.permutation(n)[:target_n]
+        foci = nfoci[pick]
+        # NiMARE draws one randint per study; the legacy 32-bit bounded draws carry nothing
+        # between calls, so one call of the total size gives the same numbers
+        ijk = pool[rng.randint(0, n_pool, size=int(foci.sum()))]
+        ptr = np.concatenate([[0], np.cumsum(foci)]).astype(np.int64)
+        kid = np.ascontiguousarray(row_kid_all[pick])
+        mc.ale_accumulate(
+            ijk, ptr, kid, extent, box_start, box, shape, g.rowtab, g.slab, g.slabs, *bufs
+        )
+        mc.ale_gather(bufs[0], g.segments, acc)
+        if bound > -np.inf:
+            _, flagged = mc.scan_chunks(acc, starts, bound, True)
+            if flagged.size:
+                out[it] = _largest_good_cluster(
+                    acc, flagged, good, inv_step, nbrs, cl_scratch, idx_buf, val_buf
+                )
+        acc.fill(0.0)
+    return out
+
+
+def _null_block_csr(state, n_iter, null, kernel, grid, pool, nsub, nfoci, target_n, nbrs, z_thr):
+    """:func:`_null_block` through sparse MA maps (any threshold; slower)."""
     rng = np.random.RandomState()
     rng.set_state(state)
     out = np.zeros(n_iter, dtype=np.int64)
@@ -220,8 +339,7 @@ def _advance(rng: np.random.RandomState, n_iter, n, target_n, nfoci, n_pool) -> 
         foci = nfoci
         if target_n < n:
             foci = nfoci[rng.permutation(n)[:target_n]]
-        for f in foci:
-            rng.randint(0, n_pool, size=int(f))
+        rng.randint(0, n_pool, size=int(foci.sum()))  # = one call per study (see _null_block)
 
 
 # ---------------------------------------------------------------------------- diagnostic

@@ -48,7 +48,7 @@ _REDUCE_ROWS = 2048
 #: Bumped when the MA values an implementation produces change (part of the cache key).
 ALGORITHM_VERSION = 1
 
-_RETURN_TYPES = ("xarray", "array", "sparse", "summary")
+_RETURN_TYPES = ("xarray", "array", "sparse", "summary", "image")
 _HOWS = {"sum": _numba.HOW_SUM, "log1m": _numba.HOW_LOG1M, "count": _numba.HOW_COUNT}
 
 
@@ -587,7 +587,8 @@ class KernelTransformer:
             in-mask voxels. Default: the studyset's grid.
         dataset : Studyset, optional
             NiMARE's name of ``studyset`` (give one of the two).
-        return_type : {"xarray", "array", "sparse", "summary"}
+        return_type : {"xarray", "array", "sparse", "summary", "image"}
+            Our default is ``"xarray"`` (lazy); NiMARE's is ``"image"``.
             * ``"xarray"``: a **lazy** :class:`xarray.DataArray` named ``"ma"`` with dims
               ``("analysis", "voxel")``, coordinate ``analysis`` = ``studyset.ids``, float32,
               dask-backed and chunked along ``analysis`` only (default: as many analyses as
@@ -598,6 +599,9 @@ class KernelTransformer:
             * ``"summary"`` (or NiMARE's ``"summary_array"``): a **lazy** 1-D float64
               DataArray over ``voxel``, the sum over analyses, reduced chunk by chunk without
               building the dense maps (also for KDA, where NiMARE raises).
+            * ``"image"``: a list of :class:`nibabel.Nifti1Image`, one per analysis in the
+              order of ``studyset.ids``: float32 full volumes on the grid, 0 outside the mask
+              (NiMARE's default) (eager; n_analyses whole volumes in memory).
         chunks : int, tuple, dict or "auto", optional
             Analyses per chunk (an int), explicit chunk sizes, or ``{"analysis": ...}``.
         store : bool
@@ -626,6 +630,8 @@ class KernelTransformer:
                 return ma
             if return_type == "array":
                 return ma.values
+            if return_type == "image":
+                return _images(ma.data, studyset.grid)
             if return_type == "summary":
                 out = ma.astype(np.float64).sum("analysis")
                 out.name = "ma_summary"
@@ -643,6 +649,8 @@ class KernelTransformer:
             )
         if return_type == "array":
             return self._lazy_dense(studyset, chunks).compute()
+        if return_type == "image":
+            return _images(self._lazy_dense(studyset, chunks), studyset.grid)
         if return_type == "summary":
             out = self.reduce(studyset, "sum", chunks=chunks)
             out.name = "ma_summary"
@@ -749,6 +757,11 @@ def _nimare_input(studyset, dataset, masker) -> Studyset:
     if not isinstance(studyset, Studyset):
         raise TypeError(f"transform needs a Studyset, not {type(studyset).__name__}")
     return studyset if studyset.grid.same_as(grid) else studyset.with_grid(grid)
+
+
+def _images(arr: da.Array, grid: Grid) -> list:
+    """One float32 NIfTI volume per row of a lazy (analysis x voxel) array (eager)."""
+    return [grid.to_image(row) for row in arr.compute()]
 
 
 def _compute(graph: HighLevelGraph, keys: list, layer: str) -> list:

@@ -6,7 +6,15 @@ Import paths mirror NiMARE's: ``nimare_dask.meta.cbma.ALE``, ``nimare_dask.meta.
 """
 
 from nimare_dask.meta import cbma, ibma, kernel
-from nimare_dask.meta.cbma import ALE, KDA, SCALE, ALESubtraction, MKDAChi2, MKDADensity
+from nimare_dask.meta.cbma import (
+    ALE,
+    KDA,
+    SCALE,
+    ALESubtraction,
+    MKDAChi2,
+    MKDADensity,
+    StudyWeights,
+)
 from nimare_dask.meta.ibma import (
     DerSimonianLaird,
     Fishers,
@@ -31,6 +39,7 @@ __all__ = [
     "SCALE",
     "SampleSizeBasedLikelihood",
     "Stouffers",
+    "StudyWeights",
     "VarianceBasedLikelihood",
     "WeightedLeastSquares",
     "cbma",

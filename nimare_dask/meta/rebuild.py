@@ -19,6 +19,19 @@ import numpy as np
 from nimare_dask.kernels import ALEKernel, KDAKernel, MKDAKernel
 from nimare_dask.meta.base import PairwiseCBMAEstimator
 from nimare_dask.meta.cbma import ALE, KDA, SCALE, ALESubtraction, MKDAChi2, MKDADensity
+from nimare_dask.meta.cbma.weights import StudyWeights
+from nimare_dask.meta.ibma import (
+    DerSimonianLaird,
+    Fishers,
+    FixedEffectsHedges,
+    Hedges,
+    PermutedOLS,
+    SampleSizeBasedLikelihood,
+    Stouffers,
+    VarianceBasedLikelihood,
+    WeightedLeastSquares,
+)
+from nimare_dask.meta.ibma.base import IBMAEstimator
 
 __all__ = [
     "ESTIMATORS",
@@ -31,14 +44,31 @@ __all__ = [
 
 #: The estimator classes a saved result may name.
 ESTIMATORS: dict[str, type] = {
-    cls.__name__: cls for cls in (ALE, ALESubtraction, SCALE, MKDADensity, KDA, MKDAChi2)
+    cls.__name__: cls
+    for cls in (
+        ALE,
+        ALESubtraction,
+        SCALE,
+        MKDADensity,
+        KDA,
+        MKDAChi2,
+        DerSimonianLaird,
+        Fishers,
+        FixedEffectsHedges,
+        Hedges,
+        PermutedOLS,
+        SampleSizeBasedLikelihood,
+        Stouffers,
+        VarianceBasedLikelihood,
+        WeightedLeastSquares,
+    )
 }
 #: The kernel classes a saved estimator's ``kernel`` may name.
 KERNELS: dict[str, type] = {cls.__name__: cls for cls in (ALEKernel, MKDAKernel, KDAKernel)}
 
 #: Maps a refit must reproduce (the first one the result has): the statistic, independent of
 #: random nulls and of inference masks.
-_CHECK_MAPS = ("stat", "stat_desc-group1MinusGroup2", "chi2_desc-uniformity")
+_CHECK_MAPS = ("stat", "stat_desc-group1MinusGroup2", "chi2_desc-uniformity", "t", "est", "z")
 
 
 class MissingInputsError(ValueError):
@@ -92,14 +122,21 @@ def estimator_from_info(info: dict | None, *, mask: Any = None):
         params["kernel"] = kcls(**(kernel.get("params") or {}))
     names = set(cls._param_names())
     kwargs = {k: v for k, v in params.items() if k in names}
+    if issubclass(cls, IBMAEstimator):  # nilearn resampling keywords travel as resample__<name>
+        kwargs.update((k, v) for k, v in params.items() if k.startswith("resample__"))
     if "mask" in names:
         kwargs["mask"] = mask
     if "checkpoint" in names:
         kwargs["checkpoint"] = None
     if cls is SCALE and "xyz" in kwargs:
         kwargs["xyz"] = np.asarray(kwargs["xyz"], dtype=np.float64).reshape(-1, 3)
-    if isinstance(kwargs.get("weighting"), list):
-        kwargs["weighting"] = np.asarray(kwargs["weighting"], dtype=np.float64)
+    weighting = kwargs.get("weighting")
+    if isinstance(weighting, list):
+        kwargs["weighting"] = np.asarray(weighting, dtype=np.float64)
+    elif isinstance(weighting, dict) and set(weighting) == {"class", "params"}:
+        if weighting["class"] != "StudyWeights":  # a StudyWeights object's record
+            raise ValueError(f"the saved weighting names an unknown class {weighting['class']!r}")
+        kwargs["weighting"] = StudyWeights(**weighting["params"])
     return cls(**kwargs)
 
 

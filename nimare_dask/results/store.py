@@ -244,12 +244,12 @@ def _dataset(zstore: Any, group: str, chunks: Any) -> xr.Dataset:
 
 def _resolve_grid(grid: Grid | str | None, stored: dict, loc: str) -> Grid:
     if grid is None:
-        name = stored.get("name")
-        grid = get_grid(name if name in ("mni152_2mm", "mni152_1mm") else None)
-        if grid.fingerprint != stored.get("fingerprint"):
+        grid = Grid.from_attrs(stored)
+        if grid is None:
             raise StoreError(
-                f"{loc} was written on grid {name!r} ({stored.get('n_voxels')} voxels), which is "
-                "not a built-in grid; pass grid= the same mask"
+                f"{loc} was written on grid {stored.get('name')!r} ({stored.get('n_voxels')} "
+                "voxels), which is not a built-in grid and whose mask the store does not keep; "
+                "pass grid= the same mask"
             )
         return grid
     grid = get_grid(grid)

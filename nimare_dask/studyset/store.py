@@ -496,8 +496,13 @@ def open_studyset(
 
     grid = target
     if grid is None:
-        name = store.grid_attrs.get("name", "mni152_2mm")
-        grid = name if name in ("mni152_2mm", "mni152_1mm") else "mni152_2mm"
+        grid = Grid.from_attrs(store.grid_attrs) if store.grid_attrs else _grid("mni152_2mm")
+        if grid is None:
+            raise StoreError(
+                f"{store.location} was written on grid {store.grid_attrs.get('name')!r}, which "
+                "is not a built-in grid and whose mask the store does not keep; pass target= "
+                "the same mask"
+            )
     ss = Studyset.__new__(Studyset)
     ss._set_tables(
         analyses,
@@ -508,11 +513,6 @@ def open_studyset(
         tables["texts"],
         _grid(grid),
     )
-    if ss.grid.fingerprint != store.grid_attrs.get("fingerprint") and target is None:
-        raise StoreError(
-            f"{store.location} was written on grid {store.grid_attrs.get('name')!r}, which is "
-            "not a built-in grid; pass target= the same mask"
-        )
     ss.store = store
     if store.has(IMAGE_GROUP):
         ss._image_arrays = _stored_images(store, ids)

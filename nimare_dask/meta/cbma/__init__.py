@@ -5,6 +5,7 @@ from nimare_dask.meta.cbma.balanced import BalancedALESubtraction
 from nimare_dask.meta.cbma.mkda import KDA, MKDAChi2, MKDADensity
 from nimare_dask.meta.cbma.scale import SCALE
 from nimare_dask.meta.cbma.subtraction import ALESubtraction
+from nimare_dask.meta.cbma.weights import StudyWeights
 
 __all__ = [
     "ALE",
@@ -14,4 +15,5 @@ __all__ = [
     "MKDAChi2",
     "MKDADensity",
     "SCALE",
+    "StudyWeights",
 ]

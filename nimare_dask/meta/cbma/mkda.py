@@ -14,8 +14,6 @@ chunking gives the same maps; a fit is one ``dask.compute``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
 from nimare_dask.kernels import KDAKernel, MKDAKernel
@@ -25,6 +23,12 @@ from nimare_dask.meta.cbma.chunkstats import coverage, kda_histograms
 from nimare_dask.meta.cbma.fwe import RandomFociEstimator, check_n_iters
 from nimare_dask.meta.cbma.mkda_stats import approximate_maps as _approximate_maps
 from nimare_dask.meta.cbma.mkda_stats import chi2_maps
+from nimare_dask.meta.cbma.weights import (
+    normalize_weights,
+    study_weights_of,
+    weighting_raw,
+    weighting_text,
+)
 from nimare_dask.meta.text import an, inputs_sentence, p_text, sig
 from nimare_dask.results import MetaResult
 from nimare_dask.stats.nulls import (
@@ -65,54 +69,6 @@ class _HistogramNullMixin:
         return nullhist_to_stat(nulls[key], nulls[_NULL_BINS], p)
 
 
-def _raw_weights(weighting, studyset) -> np.ndarray | None:
-    """Unnormalised per-analysis weights (None for unweighted)."""
-    if weighting is None:
-        return None
-    n = len(studyset)
-    if isinstance(weighting, str):
-        if weighting == "uniform":
-            return np.ones(n)
-        if weighting == "sample_size":
-            sizes = studyset.sample_sizes
-            bad = ~(np.isfinite(sizes) & (sizes > 0))
-            if bad.any():
-                ids = list(studyset.ids[bad][:25])
-                raise ValueError(
-                    f"MKDADensity(weighting='sample_size'): {int(bad.sum())} analyses have no "
-                    f"usable sample size: {ids}. Add 'sample_sizes' to their metadata or pass "
-                    "explicit weights."
-                )
-            return np.sqrt(sizes)
-        raise ValueError(
-            f"weighting must be None, 'uniform', 'sample_size', a dict or an array; got "
-            f"{weighting!r}"
-        )
-    if isinstance(weighting, Mapping):
-        missing = [i for i in studyset.ids if i not in weighting]
-        if missing:
-            raise ValueError(f"MKDADensity: no weight for analyses {missing[:25]}")
-        raw = np.array([float(weighting[i]) for i in studyset.ids])
-    else:
-        raw = np.asarray(weighting, dtype=np.float64).ravel()
-        if raw.size != n:
-            raise ValueError(
-                f"MKDADensity: got {raw.size} weights for {n} analyses (after dropping "
-                "analyses without foci); pass a dict {analysis id: weight} instead"
-            )
-    if not (np.isfinite(raw) & (raw > 0)).all():
-        raise ValueError("MKDADensity: weights must be positive finite numbers")
-    return raw
-
-
-def _normalize_weights(raw: np.ndarray) -> np.ndarray:
-    """Rescale to sum to the number of analyses (exactly 1 each when all are equal)."""
-    raw = np.asarray(raw, dtype=np.float64)
-    if np.all(raw == raw[0]):
-        return np.ones_like(raw)
-    return raw.size * raw / raw.sum()
-
-
 class MKDADensity(_HistogramNullMixin, RandomFociEstimator):
     """Multilevel kernel density analysis: density of active studies (Wager et al. 2007).
 
@@ -126,9 +82,14 @@ class MKDADensity(_HistogramNullMixin, RandomFociEstimator):
         ``mask_coverage``).
     n_iters : int, optional
         Iterations of the Monte Carlo null (default 5000; unused by the approximate null).
-    weighting : None, "uniform", "sample_size", dict or array
-        Per-analysis weights: ``"sample_size"`` is sqrt(N) (Wager et al. 2009); a dict maps
-        analysis id to weight. Weights are rescaled to sum to the number of analyses.
+    weighting : None, "uniform", "sample_size", StudyWeights, dict or array
+        Per-analysis weights (NiMARE's): ``"sample_size"`` is ``StudyWeights()``, sqrt(N)
+        (Wager et al. 2009); ``"uniform"`` weights every analysis 1; a
+        :class:`~nimare_dask.meta.cbma.weights.StudyWeights` gives other transforms, the
+        fixed-effects discount, explicit weights and imputation. Ours also takes a dict
+        (analysis id to weight) or an array aligned with the studyset's analyses (after
+        dropping analyses without foci). Weights are rescaled to sum to the number of
+        analyses fitted. The :class:`StudyWeights` used is ``study_weights_`` after a fit.
     n_histogram_bins : int
         Grid size of the weighted null (non-uniform weights only).
     random_state, n_cores, mask, mask_coverage, chunks, progress
@@ -189,8 +150,10 @@ class MKDADensity(_HistogramNullMixin, RandomFociEstimator):
     def _fit_parts(self, ss):
         """``(lazy pieces, finish)`` of a fit on the prepared studyset ``ss`` (see
         :meth:`ALE._fit_parts <nimare_dask.meta.cbma.ale.ALE._fit_parts>`)."""
-        raw = _raw_weights(self.weighting, ss)
-        weights = np.ones(len(ss)) if raw is None else _normalize_weights(raw)
+        study_weights = None if self.weighting is None else study_weights_of(self.weighting)
+        raw = weighting_raw(self.weighting, ss, study_weights)
+        self.study_weights_ = study_weights
+        weights = np.ones(len(ss)) if raw is None else normalize_weights(raw, len(ss))
         stat = self.kernel.reduce(ss, "sum", weights=weights, chunks=self.chunks)
         cover = coverage(self.kernel, ss, chunks=self.chunks)
         return [stat, cover], lambda computed: self._fit_finish(ss, weights, *computed)
@@ -228,19 +191,9 @@ class MKDADensity(_HistogramNullMixin, RandomFociEstimator):
         return self.result_
 
     def _description(self, ss) -> str:
-        weight_text = ""
-        if self.weighting is not None and not np.all(self.weight_vec_ == 1):
-            ess = self.weight_vec_.sum() ** 2 / np.sum(self.weight_vec_**2)
-            weight_text = (
-                "Each study contrast map was weighted "
-                + (
-                    "by the square root of its sample size (Wager et al., 2009)"
-                    if self.weighting == "sample_size"
-                    else "by a user-supplied weight"
-                )
-                + f". Weights were normalized across the {len(ss)} contrasts, giving an "
-                f"effective sample size of {ess:.1f} contrasts. "
-            )
+        weight_text = weighting_text(
+            self.weighting, getattr(self, "study_weights_", None), self.weight_vec_, len(ss)
+        )
         return (
             "A multilevel kernel density (MKDA) meta-analysis \\citep{wager2007meta} was "
             f"performed with {_TOOL}, using {an(self._kernel_name())} kernel. "

@@ -40,6 +40,16 @@ class ALESubtraction(PairwiseCBMAEstimator):
     voxel_thresh : float
         Cluster-forming uncorrected p for cluster-level inference: the threshold is the
         ``1 - voxel_thresh`` quantile of the pooled absolute permuted differences.
+    low_memory : {False, True, "auto"}
+        NiMARE's switch (default ``"auto"``) for building each group's sparse MA maps chunk
+        by chunk into disk-backed memmaps before the permutations. NiMARE's values are
+        accepted (others raise ``ValueError`` at fit) and none changes anything here: the MA
+        maps are always built chunk by chunk (``chunks``) as sparse matrices, the two groups
+        are pooled into one voxel-major sparse copy of ``log(1 - MA)`` (the size of NiMARE's
+        CSR maps; the per-group matrices are freed once it is built) and every permutation
+        block reads that copy; no dense (studies x voxels) matrix and no per-permutation set
+        of maps is held. There is no disk-backed mode: the pooled sparse maps must fit in
+        memory.
     vfwe_only : bool
         At fit, only the voxel-level null (cluster nulls are then computed by
         :meth:`correct_fwe_montecarlo` when asked for, from the same permutations).
@@ -91,6 +101,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
         kernel=None,
         n_iters: int = DEFAULT_N_ITERS,
         voxel_thresh: float = 0.001,
+        low_memory: bool | str = "auto",
         vfwe_only: bool = True,
         restrict_to_inference_mask: bool = False,
         random_state: int | None = None,
@@ -104,6 +115,7 @@ class ALESubtraction(PairwiseCBMAEstimator):
         self._init_kernel(kernel, kwargs)
         self.n_iters = n_iters
         self.voxel_thresh = voxel_thresh
+        self.low_memory = low_memory
         self.vfwe_only = vfwe_only
         self.restrict_to_inference_mask = restrict_to_inference_mask
         self.random_state = random_state
@@ -320,6 +332,8 @@ class ALESubtraction(PairwiseCBMAEstimator):
         from nimare_dask.meta.cbma.permutation import PooledMaps
 
         n_iters = check_n_iters(self.n_iters, "ALESubtraction")
+        if self.low_memory not in (False, True, "auto"):  # NiMARE's check
+            raise ValueError(f"low_memory must be False, True, or 'auto'; got {self.low_memory!r}.")
         if not self.vfwe_only and not 0 < float(self.voxel_thresh) < 1:
             raise ValueError(
                 f"ALESubtraction: voxel_thresh must be in (0, 1), got {self.voxel_thresh!r}"

@@ -34,6 +34,7 @@ from nimare_dask.meta.ibma._nullcorr import chunk_sums, null_correlation
 from nimare_dask.meta.ibma.bags import MIN_STUDIES, iter_bags, usable
 from nimare_dask.space import Grid, get_grid
 from nimare_dask.studyset import Studyset, open_studyset
+from nimare_dask.studyset.core import studyset_or_dataset
 
 __all__ = ["IBMAEstimator"]
 
@@ -308,10 +309,7 @@ class IBMAEstimator(Estimator):
         """
         from nimare_dask.results import MetaResult
 
-        if dataset is not None:
-            if studyset is not None:
-                raise TypeError("pass studyset= or dataset=, not both")
-            studyset = dataset
+        studyset = studyset_or_dataset(studyset, dataset, f"{type(self).__name__}.fit")
         if not isinstance(drop_invalid, bool | np.bool_):
             raise TypeError(f"drop_invalid must be True or False, got {drop_invalid!r}")
         self._check_params()
@@ -392,7 +390,13 @@ class IBMAEstimator(Estimator):
                 len(skipped),
             )
         self.studyset_ = studyset
-        self.inputs_ = {"id": studyset.ids, "arrays": arrays, "context": ctx_v, "labels": labels}
+        self.inputs_ = {
+            "studyset": studyset,
+            "id": studyset.ids,
+            "arrays": arrays,
+            "context": ctx_v,
+            "labels": labels,
+        }
         description = (
             self._description(int(ctx_v["keep"].sum())) if self.generate_description else ""
         )
