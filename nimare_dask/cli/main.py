@@ -97,7 +97,14 @@ def _run(args: argparse.Namespace) -> int:
     warnings.showwarning = _one_line_warning
     try:
         return int(args._run(args) or 0)
-    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, PermissionError) as err:
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        FileNotFoundError,
+        NotADirectoryError,
+        PermissionError,
+    ) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"nimare-dask {args.command}: error: {msg}", file=sys.stderr)
         return 2
