@@ -195,8 +195,15 @@ class MetaResult:
         self.diagnostics = list(diagnostics or [])
         self._estimator_info: dict | None = None
         self._corrector_info: dict | None = None
-        #: Inputs given with :meth:`set_inputs`, or opened from the store (see get_inputs).
-        self._inputs: dict[str, Any] = {}
+        #: Inputs given with :meth:`set_inputs`, opened from the store (see get_inputs), or
+        #: those of the fit that made this result (the estimator's ``inputs_`` when the
+        #: result is built, so a later fit of the same estimator does not change them).
+        fitted = getattr(estimator, "inputs_", None)
+        self._inputs: dict[str, Any] = {
+            k: v
+            for k, v in (fitted.items() if isinstance(fitted, Mapping) else ())
+            if k in self.INPUT_NAMES and v is not None
+        }
         #: Where a reopened result's store keeps its inputs ({name: (kind, Location)}).
         self._stored_inputs: dict[str, Any] = {}
 
