@@ -466,3 +466,24 @@ def test_storage_options_parse_and_reach_fsspec(tmp_path, capsys, monkeypatch):
         ("to_zarr", {"overwrite": False, "skip_instance_cache": True}),
         ("open_studyset", {"skip_instance_cache": True}),
     ]
+
+
+def test_ale_cli_predictive_and_stability(tmp_path):
+    # the predicted cutoffs replace the Monte Carlo null (no --n-iters needed for the
+    # correction); --stability leave_1_out adds one replicate per experiment (21 on pain)
+    out = tmp_path / "o"
+    args = ["ale", "--sample", "pain", "--correction", "predictive", "--stability",
+            "leave_1_out", "--n-iters", "20", "--random-state", "0", "--diagnostics", "none",
+            "--no-report", "--output-dir", str(out), "--n-workers", "1"]  # fmt: skip
+    assert main(args) == 0
+    target = "z_desc-size_level-cluster_corr-FWE_method-predictive"
+    summary = pd.read_csv(out / f"{target}_diag-ResampledStability_tab-summary.tsv", sep="\t")
+    assert summary.loc[0, "n_resamples"] == 21 and summary.loc[0, "target_n"] == 20
+    stab = nib.load(out / f"{target}_diag-ResampledStability.nii.gz").get_fdata()
+    assert 0 <= stab.min() and stab.max() <= 1 and stab.max() > 0
+    assert (out / "logp_level-voxel_corr-FWE_method-predictive.nii.gz").exists()
+    assert "predicted" in (out / "boilerplate.txt").read_text()
+    # both need one group
+    two = ["ale", "--sample", "pain", "--file2", str(out / "input_studyset.json"),
+           "--correction", "predictive", "--output-dir", str(out / "x")]  # fmt: skip
+    assert main(two) == 2

@@ -64,6 +64,23 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="also threshold-free cluster enhancement of the z map (E=0.5, H=2, dh=max/100, "
         "6-connectivity, as JALE) with voxel-level FWE from the same Monte Carlo iterations",
     )
+    p.add_argument(
+        "--correction",
+        choices=("montecarlo", "predictive"),
+        default="montecarlo",
+        help="FWE correction: Monte Carlo (--n-iters iterations) or NiMARE's predicted "
+        "vFWE/cFWE cutoffs (needs pip install 'nimare_dask[predictive]'; one group)",
+    )
+    p.add_argument(
+        "--stability",
+        choices=("leave_1_out", "subsample"),
+        default=None,
+        help="also ResampledStability: the share of replicates (leave one experiment out, or "
+        "random subsamples) in which each voxel survives cluster-level FWE (one group)",
+    )
+    p.add_argument(
+        "--stability-resamples", type=int, default=None, help="replicates for --stability subsample"
+    )
     add_cluster_arguments(p)
     return p
 
@@ -99,8 +116,15 @@ def run(args: argparse.Namespace) -> int:
         )
     if args.gingerale_contrast and not args.file2:
         raise ValueError("--gingerale-contrast needs --file2")
-    if args.tfce and args.file2:
-        raise ValueError("--tfce applies to a one-group ALE; leave out --file2")
+    for flag, used in (
+        ("--tfce", args.tfce),
+        ("--correction predictive", args.correction == "predictive"),
+        ("--stability", args.stability is not None),
+    ):
+        if used and args.file2:
+            raise ValueError(f"{flag} applies to a one-group ALE; leave out --file2")
+    if args.stability_resamples is not None and args.stability != "subsample":
+        raise ValueError("--stability-resamples needs --stability subsample")
     cluster = cluster_options(args)
     ss1 = read_sleuth(files if len(files) > 1 else files[0])
     ss2 = None
@@ -122,7 +146,14 @@ def run(args: argparse.Namespace) -> int:
     }
     with dask_client(**cluster):
         if ss2 is None:
-            out = ale_workflow(ss1, tfce=args.tfce, **common)
+            out = ale_workflow(
+                ss1,
+                tfce=args.tfce,
+                correction=args.correction,
+                stability=args.stability,
+                stability_resamples=args.stability_resamples,
+                **common,
+            )
         else:
             out = ale_contrast_workflow(
                 ss1, ss2, gingerale_contrast=args.gingerale_contrast, **common

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nimare_dask.correct import FWECorrector
-from nimare_dask.diagnostics import FocusCounter, Jackknife
+from nimare_dask.diagnostics import FocusCounter, Jackknife, ResampledStability
 from nimare_dask.meta.base import CBMAEstimator, PairwiseCBMAEstimator
 from nimare_dask.meta.cbma import ALE, ALESubtraction
 from nimare_dask.meta.kernel import ALEKernel
@@ -53,11 +53,19 @@ def _kernel(fwhm: float | None) -> ALEKernel:
     return ALEKernel(fwhm=fwhm) if fwhm else ALEKernel()
 
 
+def _cluster_target(result: MetaResult) -> str:
+    """The cluster-level FWE z map (Monte Carlo or predictive), else the uncorrected z."""
+    for name in (CLUSTER_TARGET, CLUSTER_TARGET.replace("montecarlo", "predictive")):
+        if name in result.maps:
+            return name
+    return "z"
+
+
 def _diagnose(result: MetaResult, kind: str, studyset, studyset2=None) -> MetaResult:
     if kind in (None, "none"):
         return result
     cls = {"jackknife": Jackknife, "focuscounter": FocusCounter}[kind]
-    target = CLUSTER_TARGET if CLUSTER_TARGET in result.maps else "z"
+    target = _cluster_target(result)
     diag = cls(target_image=target, target_threshold=Z_05_ONE_SIDED)
     return diag.transform(result, studyset=studyset, studyset2=studyset2)
 
@@ -76,8 +84,11 @@ def ale_workflow(
     n_cores: int | None = None,
     name: str = "ale",
     tfce: bool = False,
+    correction: str = "montecarlo",
+    stability: str | None = None,
+    stability_resamples: int | None = None,
 ) -> WorkflowOutput:
-    """ALE with voxel- and cluster-level Monte Carlo FWE, diagnostics and outputs on disk.
+    """ALE with voxel- and cluster-level FWE, diagnostics and outputs on disk.
 
     Parameters
     ----------
@@ -105,24 +116,50 @@ def ale_workflow(
         Key of the result in the returned :class:`WorkflowOutput`.
     tfce : bool
         Also TFCE of the z map with voxel-level FWE from the same Monte Carlo iterations.
+    correction : {"montecarlo", "predictive"}
+        Monte Carlo FWE (``n_iters`` iterations), or NiMARE's predicted vFWE/cFWE cutoffs
+        (XGBoost models, ``pip install "nimare_dask[predictive]"``; no simulation).
+    stability : {"leave_1_out", "subsample"}, optional
+        Also :class:`~nimare_dask.diagnostics.ResampledStability` with that policy (map
+        ``..._diag-ResampledStability``: the share of replicates in which each voxel survives
+        cluster-level FWE, with ``n_iters`` iterations per replicate).
+    stability_resamples : int, optional
+        Replicates for ``stability="subsample"`` (NiMARE's default otherwise).
 
     Returns
     -------
     WorkflowOutput
         Computed results and the files written.
     """
+    if correction not in ("montecarlo", "predictive"):
+        raise ValueError(f"correction must be 'montecarlo' or 'predictive', got {correction!r}")
+    if correction == "predictive" and tfce:
+        raise ValueError("tfce needs the Monte Carlo null: use correction='montecarlo'")
     est = ALE(kernel=_kernel(fwhm), n_cores=n_cores)
     result = est.fit(studyset)
-    corrector = FWECorrector(
-        method="montecarlo",
-        voxel_thresh=voxel_thresh,
-        n_iters=n_iters,
-        random_state=random_state,
-        n_cores=n_cores,
-        **({"tfce": True} if tfce else {}),
-    )
+    if correction == "predictive":
+        corrector = FWECorrector(method="predictive")
+    else:
+        corrector = FWECorrector(
+            method="montecarlo",
+            voxel_thresh=voxel_thresh,
+            n_iters=n_iters,
+            random_state=random_state,
+            n_cores=n_cores,
+            **({"tfce": True} if tfce else {}),
+        )
     result = corrector.transform(result)
     result = _diagnose(result, diagnostics, studyset)
+    if stability is not None:
+        result = ResampledStability(
+            target_image=_cluster_target(result),
+            resampling_policy=stability,
+            n_resamples=stability_resamples,
+            random_state=random_state,
+            voxel_thresh=voxel_thresh,
+            n_iters=n_iters,
+            n_cores=n_cores,
+        ).transform(result, studyset=studyset)
     out = WorkflowOutput(results={name: result})
     if output_dir is not None:
         out.files[name] = save_outputs(result, output_dir, prefix, studyset=studyset, report=report)
