@@ -28,7 +28,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         description=(
             "Fit one of NiMARE's image-based estimators to the images of a studyset (NIMADS or "
             "legacy Dataset JSON with image paths, or a studyset store) and write its maps, "
-            "tables and methods text. Example: nimare-dask ibma studyset.json --estimator "
+            "tables, cluster tables, methods text with references and an HTML report. Example: nimare-dask ibma studyset.json --estimator "
             "PermutedOLS --correction fwe-montecarlo --n-iters 10000 --output-dir out/"
         ),
     )
@@ -44,6 +44,28 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="estimator parameter (value parsed as JSON when it can be, e.g. "
         "--param weight_scheme=collapse --param two_sided=false); repeatable",
+    )
+    p.add_argument(
+        "--diagnostics",
+        choices=("none", "jackknife"),
+        default="none",
+        help="jackknife: each analysis's contribution to the clusters of every corrected z map "
+        "(the uncorrected z map without --correction), as NiMARE's IBMAWorkflow",
+    )
+    p.add_argument(
+        "--target-threshold",
+        type=float,
+        default=1.65,
+        help="|z| threshold defining the jackknife's clusters (NiMARE's voxel_thresh, 1.65)",
+    )
+    p.add_argument(
+        "--cluster-threshold",
+        type=int,
+        default=10,
+        help="minimum cluster size in voxels for the jackknife (NiMARE's default, 10)",
+    )
+    p.add_argument(
+        "--report", action=argparse.BooleanOptionalAction, default=True, help="HTML report"
     )
     p.add_argument("--mask", default=None, help="analysis mask image (default: the studyset's)")
     p.add_argument("--output-dir", default=".", help="where the outputs go")
@@ -88,12 +110,23 @@ def run(args: argparse.Namespace) -> int:
             result = FWECorrector(method=method, **kwargs).transform(result)
         else:
             result = FDRCorrector(method=method).transform(result)
+    if args.diagnostics == "jackknife":
+        from nimare_dask.diagnostics import Jackknife
+
+        names = result.maps_names
+        targets = [n for n in names if n.startswith("z_") and "_corr-" in n] or ["z"]
+        for target in targets:
+            result = Jackknife(
+                target_image=target,
+                target_threshold=args.target_threshold,
+                cluster_threshold=args.cluster_threshold,
+            ).transform(result, studyset=ss)
+    from nimare_dask.reports import save_outputs
+
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    result.save_maps(out, prefix=args.prefix)
-    result.save_tables(out, prefix=args.prefix)
-    pre = f"{args.prefix}_" if args.prefix else ""
-    (out / f"{pre}boilerplate.txt").write_text(result.description + "\n")
-    (out / f"{pre}references.bib").write_text(result.references or "")
-    print(f"{args.estimator}: {len(result.maps_names)} maps written to {out}")
+    written = save_outputs(result, out, prefix=args.prefix, studyset=ss, report=args.report)
+    print(
+        f"{args.estimator}: {len(written['maps'])} maps, {len(written['tables'])} tables, "
+        f"{len(written['cluster_tables'])} cluster tables written to {out}"
+    )
     return 0

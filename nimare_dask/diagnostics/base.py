@@ -129,6 +129,52 @@ def _is_corrected_cluster_map(name: str) -> bool:
     return "_level-cluster" in name and "_corr-" in name
 
 
+def _is_ibma(est) -> bool:
+    from nimare_dask.meta.ibma import IBMAEstimator
+
+    return isinstance(est, IBMAEstimator)
+
+
+def _ibma_studyset(result: MetaResult, studyset, studyset2) -> Studyset:
+    """The analyses an image-based estimator used (NiMARE: ``estimator.inputs_["id"]``).
+
+    Given a studyset, the estimator's own selection is applied to it (its mask, analyses
+    with every required image and sample size); else the result's inputs (``set_inputs``,
+    stored with a reopened result) or, as NiMARE's diagnostics do, the live estimator's
+    last fit. Images the fit dropped for holding no usable voxel are left out (known while
+    the live estimator's last fit is the result's), as NiMARE leaves them out of
+    ``inputs_["id"]``.
+    """
+    est = result.estimator
+    if studyset2 is not None:
+        raise ValueError(f"{type(est).__name__} is a one-sample estimator: studyset2 is unused")
+    if studyset is None:
+        known = result.get_inputs(estimator=True)
+        studyset = known.get("studyset")
+        if studyset is None:
+            raise ValueError(
+                f"{type(est).__name__} result: the diagnostics need the studyset the result "
+                "was fitted on; pass transform(result, studyset=...)"
+            )
+    inputs = getattr(est, "inputs_", None) or {}
+    dropped: list = []
+    if inputs.get("studyset") is result.get_inputs(estimator=False).get("studyset", studyset):
+        # the live estimator's last fit made this result: the images it dropped
+        dropped = list((inputs.get("context") or {}).get("dropped", []))
+    studyset = est._prepare(studyset)
+    ok = est._usable_analyses(studyset)
+    if dropped:
+        ok &= ~np.isin(studyset.ids, dropped)
+    if not ok.all():
+        studyset = studyset.slice(studyset.ids[ok])
+    if not studyset.grid.same_as(result.grid):
+        raise ValueError(
+            "the studyset's grid differs from the result's grid; pass the studyset the "
+            "result was fitted on"
+        )
+    return studyset
+
+
 class Diagnostics:
     """Base class of :class:`~nimare_dask.diagnostics.Jackknife` and ``FocusCounter``.
 
@@ -213,6 +259,9 @@ class Diagnostics:
     #: Whether the subclass compares a value map (Jackknife) or not (FocusCounter).
     _needs_value_map = True
 
+    def _check_result(self, result: MetaResult) -> None:
+        """Refuse a result this diagnostic cannot characterise (subclasses extend)."""
+
     # ------------------------------------------------------------------ inputs
     @staticmethod
     def _studysets(result: MetaResult, studyset, studyset2) -> tuple:
@@ -220,6 +269,8 @@ class Diagnostics:
         with ``set_inputs`` or stored with a reopened result; not the live estimator's, which
         may have been fitted again since)."""
         est = result.estimator
+        if _is_ibma(est):
+            return _ibma_studyset(result, studyset, studyset2), None
         pairwise = isinstance(est, PairwiseCBMAEstimator)
         known = result.get_inputs(estimator=False) if studyset is None or studyset2 is None else {}
         if pairwise:
@@ -272,12 +323,12 @@ class Diagnostics:
         Parameters
         ----------
         result : MetaResult
-            A coordinate-based meta-analysis result.
+            A coordinate- or image-based meta-analysis result.
         studyset : Studyset, optional
             The studyset ``result`` was fitted on (group 1 for pairwise estimators); default:
             the result's own input (given with
             :meth:`~nimare_dask.results.MetaResult.set_inputs`, or stored with a reopened
-            result).
+            result; for an image-based result also the estimator's last fit, as NiMARE).
         studyset2 : Studyset, optional
             Pairwise estimators: group 2 (default: the result's ``studyset2`` input).
 
@@ -295,6 +346,7 @@ class Diagnostics:
                 f"{', '.join(result.maps_names)}"
             )
         est = result.estimator
+        self._check_result(result)
         pairwise = isinstance(est, PairwiseCBMAEstimator)
         grid = result.grid
         target = np.asarray(result.get_map(self.target_image, return_type="array"))

@@ -35,12 +35,25 @@ class FocusCounter(Diagnostics):
 
     Notes
     -----
+    Coordinate-based results only: an image-based result raises ``ValueError`` (NiMARE does
+    the same when the target map has a cluster; here always, before any work).
     ``transform(result, studyset=None, studyset2=None)`` adds ``<target>_tab-clust``,
     ``<target>_diag-FocusCounter_tab-counts_tail-<tail>`` (column ``id`` then one integer
     column per cluster) and ``label_<...>_tail-<tail>``.
     """
 
     _needs_value_map = False
+
+    def _check_result(self, result: MetaResult) -> None:
+        from nimare_dask.diagnostics.base import _is_ibma
+
+        if _is_ibma(result.estimator):
+            # NiMARE 0.22.1 raises the same ValueError, but only once a cluster is found
+            raise ValueError(
+                "FocusCounter only works for coordinate-based meta-analyses: "
+                f"{type(result.estimator).__name__} is image-based (it has no foci to count). "
+                "Use Jackknife for image-based results."
+            )
 
     def _contributions(
         self,

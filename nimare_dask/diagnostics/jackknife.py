@@ -19,6 +19,12 @@ These are exactly what a refit gives, up to float rounding. The per-analysis wor
 tasks over chunks of analyses (named ``jackknife-block``), sharing the one reduction; each task
 returns only its analyses' per-cluster means. Other estimators (weighted MKDADensity, future
 ones) are refitted without each analysis in turn.
+
+Image-based results (:mod:`nimare_dask.meta.ibma`) are refitted too, as NiMARE does: one refit
+per analysis the estimator used, each leaving that analysis out, compared on ``est`` (``z`` for
+Fishers and Stouffers, which have no ``est``); two tails share the refits and their tables are
+merged into one ``..._tab-counts`` table. A result fitted on fewer than three analyses is
+refused (NiMARE 0.22.1: the estimator needs two after one is left out).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 from dask.base import tokenize
 
-from nimare_dask.diagnostics.base import Diagnostics, TailContext
+from nimare_dask.diagnostics.base import Diagnostics, TailContext, _is_ibma
 from nimare_dask.kernels.foci import foci_blocks, shared
 from nimare_dask.meta.base import compute
 from nimare_dask.meta.cbma import ALE, KDA, SCALE, ALESubtraction, MKDAChi2, MKDADensity
@@ -182,6 +188,25 @@ class Jackknife(Diagnostics):
     per cluster) and ``label_<...>_tail-<tail>``; see :mod:`nimare_dask.diagnostics.base`.
     """
 
+    def _check_result(self, result: MetaResult) -> None:
+        """Image-based results: refuse one too small to refit without one analysis (NiMARE)."""
+        est = result.estimator
+        if not _is_ibma(est):
+            return
+        from nimare_dask.meta.ibma.bags import MIN_STUDIES
+
+        inputs = getattr(est, "inputs_", None) or {}
+        if "id" not in inputs:
+            return
+        dropped = (inputs.get("context") or {}).get("dropped", [])
+        n_analyses = len(inputs["id"]) - len(dropped)
+        if n_analyses < MIN_STUDIES + 1:
+            raise ValueError(
+                f"Jackknife needs at least {MIN_STUDIES + 1} analyses, but this result was "
+                f"fitted on {n_analyses}: it refits the estimator without each analysis in "
+                f"turn, and {type(est).__name__} needs at least {MIN_STUDIES}."
+            )
+
     def _contributions(
         self,
         result: MetaResult,
@@ -330,26 +355,54 @@ class Jackknife(Diagnostics):
         full = np.asarray(result.get_map(value_map, return_type="array"))
         pairwise = any(ctx.group for ctx in contexts)
         s1, s2 = studysets if pairwise else (None, None)
+        # one refit per (group, left-out analysis), shared by the tails explained by the group
+        # (a two-tailed one-sample result refits each analysis once, as NiMARE batches them)
+        refits: dict[tuple, np.ndarray] = {}
         out = []
         for ctx in contexts:
             groups = ctx.voxel_groups
+            ids = list(ctx.studyset.ids)
             rows = []
-            for expid in ctx.studyset.ids:
-                others = [i for i in ctx.studyset.ids if i != expid]
-                clone = type(est)(**est.get_params(deep=False))
-                subset = ctx.studyset.slice(others)
-                if ctx.group == 1:
-                    refit = clone.fit(subset, s2)
-                elif ctx.group == 2:
-                    refit = clone.fit(s1, subset)
-                else:
-                    refit = clone.fit(subset)
-                values = np.asarray(refit.get_map(value_map, return_type="array"))
+            for expid in ids:
+                key = (ctx.group, expid)
+                if key not in refits:
+                    refits[key] = self._leave_one_out(est, ctx, ids, expid, value_map, s1, s2)
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    contrib = np.float32(1) - np.nan_to_num(np.true_divide(values, full))
+                    contrib = np.float32(1) - np.nan_to_num(np.true_divide(refits[key], full))
                 rows.append([float(np.mean(contrib[g])) for g in groups])
-            out.append(np.asarray(rows, dtype=np.float32).reshape(len(ctx.studyset), len(groups)))
+            out.append(np.asarray(rows, dtype=np.float32).reshape(len(ids), len(groups)))
         return out
+
+    @staticmethod
+    def _leave_one_out(est, ctx, ids, expid, value_map, s1, s2) -> np.ndarray:
+        """The value map of the estimator refitted without ``expid``."""
+        others = [i for i in ids if i != expid]
+        clone = type(est)(**est.get_params(deep=False))
+        subset = ctx.studyset.slice(others)
+        groupby = getattr(clone, "groupby", None)
+        if groupby is not None and not isinstance(groupby, str | bool):
+            # IBMA labels given one per analysis: keep those of the analyses left
+            clone.groupby = Jackknife._labels_of(est, others)
+        if ctx.group == 1:
+            refit = clone.fit(subset, s2)
+        elif ctx.group == 2:
+            refit = clone.fit(s1, subset)
+        else:
+            refit = clone.fit(subset)
+        return np.asarray(refit.get_map(value_map, return_type="array"))
+
+    @staticmethod
+    def _labels_of(est, others: list) -> list:
+        """An IBMA estimator's ``groupby`` labels of its last fit, for the ``others``."""
+        inputs = getattr(est, "inputs_", None) or {}
+        pos = {i: k for k, i in enumerate(inputs.get("id", []))}
+        missing = [i for i in others if i not in pos]
+        if missing or "labels" not in inputs:
+            raise ValueError(
+                f"groupby labels are known only for the analyses of the estimator's last fit; "
+                f"{missing[:5]} are not among them: pass the studyset the result was fitted on"
+            )
+        return [inputs["labels"][pos[i]] for i in others]
 
     def transform(
         self,

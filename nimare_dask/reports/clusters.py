@@ -43,6 +43,9 @@ __all__ = [
     "cluster_table_from_arrays",
     "default_threshold",
     "is_cluster_level",
+    "is_ibma",
+    "map_threshold",
+    "two_tailed_p",
 ]
 
 CLUSTER_COLUMNS = [
@@ -75,18 +78,22 @@ def is_cluster_level(name: str) -> bool:
     return "_level-cluster" in name and "_corr-" in name
 
 
-def default_threshold(name: str) -> float:
+def default_threshold(name: str, two_tailed: bool | None = None) -> float:
     """The threshold that keeps significant voxels/clusters of a map, by its name.
 
     Monte Carlo corrected z maps are one-tailed: z > 1.645 (p < 0.05); other corrected z maps
-    (Bonferroni, FDR) are two-tailed: |z| > 1.960; ``logp``/``p`` maps: p < 0.05 (logp >
-    1.301). Uncorrected ``z``/``logp``: p < 0.001 (z > 3.090, logp > 3). ``p`` maps are
-    thresholded on ``-log10 p`` internally.
+    (Bonferroni, FDR: NiMARE converts their p with a two-tailed ``nlogp_to_z``) are
+    two-tailed: |z| > 1.960; ``logp``/``p`` maps: p < 0.05 (logp > 1.301). Uncorrected
+    ``z``/``logp``: p < 0.001 (z > 3.090, logp > 3). ``p`` maps are thresholded on
+    ``-log10 p`` internally.
 
     Parameters
     ----------
     name : str
         A map name.
+    two_tailed : bool, optional
+        Whether the map's z is the two-tailed conversion of its p (IBMA estimators with a
+        two-sided test, see :func:`map_threshold`); None: by the name alone, as above.
 
     Returns
     -------
@@ -95,7 +102,7 @@ def default_threshold(name: str) -> float:
     Raises
     ------
     ValueError
-        For maps whose scale has no conventional threshold (``stat``, ``chi2`` ...).
+        For maps whose scale has no conventional threshold (``stat``, ``chi2``, ``est`` ...).
     """
     parts = parse_map_name(name)
     if parts["method"] == "predictive":
@@ -104,11 +111,56 @@ def default_threshold(name: str) -> float:
         return 0.0
     alpha = _ALPHA if parts["corr"] else 0.001
     if parts["datatype"] == "z":
-        two_tailed = parts["corr"] is not None and parts["method"] != "montecarlo"
+        if parts["corr"] is not None and parts["method"] != "montecarlo":
+            two_tailed = True  # NiMARE's corrected z: nlogp_to_z(tail="two")
+        elif two_tailed is None:
+            two_tailed = False
         return float(stats.norm.isf(alpha / 2 if two_tailed else alpha))
     if parts["datatype"] in ("logp", "p"):
         return float(-np.log10(alpha))
     raise ValueError(f"no default threshold for {name!r}: pass threshold=...")
+
+
+def is_ibma(result: MetaResult) -> bool:
+    """Whether the result comes from an image-based estimator (live or as recorded)."""
+    from nimare_dask.meta import ibma
+
+    est = result.estimator
+    if est is not None:
+        return isinstance(est, ibma.IBMAEstimator)
+    name = (result.estimator_info or {}).get("class")
+    return name in ibma.__all__
+
+
+def two_tailed_p(result: MetaResult) -> bool:
+    """Whether the result's ``p`` (and so its ``z``) is two-tailed.
+
+    NiMARE's image-based estimators test two-sided hypotheses: ``Fishers``, ``Stouffers`` and
+    ``PermutedOLS`` unless ``two_sided=False``, the regression and likelihood estimators
+    always (``p = 2 sf(|z|)``). Coordinate-based results are one-tailed.
+    """
+    if not is_ibma(result):
+        return False
+    est = result.estimator
+    if est is not None:
+        return bool(getattr(est, "two_sided", True))
+    params = (result.estimator_info or {}).get("params", {}) or {}
+    return bool(params.get("two_sided", True))
+
+
+def map_threshold(result: MetaResult, name: str) -> float | None:
+    """The significance threshold of one of ``result``'s maps, or None where there is none.
+
+    As :func:`default_threshold`, with the tails of the result's test: an IBMA result's
+    uncorrected ``z`` is significant at |z| > 3.291 (two-sided p < 0.001) and a two-sided
+    ``PermutedOLS`` Monte Carlo map at |z| > 1.960 (NiMARE converts its p two-tailed).
+    ``est``, ``se``, ``tau2``, ``t``, ``dof``, ``stat`` ... have no conventional threshold:
+    None.
+    """
+    try:
+        return default_threshold(name, two_tailed=two_tailed_p(result))
+    except ValueError:
+        return None
 
 
 def _p_from(result: MetaResult, name: str) -> np.ndarray | None:
@@ -332,7 +384,9 @@ def cluster_table(
         thr = float(-np.log10(thr_p))
     else:
         target = values
-        thr = default_threshold(map_name) if threshold is None else float(threshold)
+        thr = map_threshold(result, map_name) if threshold is None else float(threshold)
+        if thr is None:
+            raise ValueError(f"no default threshold for {map_name!r}: pass threshold=...")
     if peak_map is None:
         candidate = peak_map_name(map_name) if "_corr-" in map_name else map_name
         peak_map = candidate if candidate in result.maps_names else map_name

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from nimare_dask.reports import figures
-from nimare_dask.reports.clusters import cluster_table, default_threshold, is_cluster_level
+from nimare_dask.reports.clusters import cluster_table, is_cluster_level, is_ibma, map_threshold
 from nimare_dask.reports.methods import methods_references, methods_text, package_versions
 from nimare_dask.results import MetaResult, parse_map_name
 from nimare_dask.studyset import Studyset
 
-__all__ = ["report_maps", "render_report", "write_report"]
+__all__ = ["MAP_DATATYPES", "map_table", "render_report", "report_maps", "write_report"]
 
 _CSS = """
 body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -64,8 +64,8 @@ def report_maps(result: MetaResult) -> dict[str, list[str]]:
         for n in ("stat", "stat_desc-group1MinusGroup2", "z_desc-association", "est")
         if n in names
     ]
-    if not statistic and "z" in names:
-        statistic = ["z"]
+    if "z" in names and (not statistic or is_ibma(result)):
+        statistic.append("z")
     # diagnostic maps (``..._diag-ResampledStability``: fractions of replicates) are not z maps
     corrected = [n for n in names if n.startswith("z_") and "_corr-" in n and "_diag-" not in n]
     if not corrected:
@@ -73,6 +73,67 @@ def report_maps(result: MetaResult) -> dict[str, list[str]]:
             n for n in ("z", "z_desc-group1MinusGroup2", "z_desc-association") if n in names
         ]
     return {"statistic": statistic, "corrected": corrected}
+
+
+#: What each map datatype holds (NiMARE's names), for the report's list of maps.
+MAP_DATATYPES = {
+    "z": "z statistic",
+    "p": "p value",
+    "logp": "-log10 p",
+    "stat": "summary statistic (ALE, density, ...)",
+    "est": "estimated (meta-analytic) effect",
+    "se": "standard error of the estimated effect",
+    "tau2": "between-study variance (tau^2)",
+    "sigma2": "within-study variance (sigma^2)",
+    "dof": "degrees of freedom",
+    "t": "t statistic",
+    "chi2": "chi-squared statistic",
+    "prob": "probability",
+    "label": "cluster labels (diagnostics)",
+}
+
+
+def map_table(result: MetaResult) -> pd.DataFrame:
+    """One row per map: its name, what it holds, level, correction and threshold.
+
+    Parameters
+    ----------
+    result : MetaResult
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``map``, ``holds``, ``level``, ``correction``, ``significance threshold``
+        (empty where the map's scale has none, e.g. ``est``, ``tau2``, ``dof``).
+    """
+    rows = []
+    for name in result.maps_names:
+        try:
+            parts = parse_map_name(name)
+        except ValueError:  # label and diagnostic maps (``label_...``, ``..._diag-...``)
+            parts = {"datatype": name.split("_", 1)[0], "corr": None, "method": None}
+        holds = MAP_DATATYPES.get(parts["datatype"], parts["datatype"])
+        if "_diag-" in name:
+            holds = f"{holds} (diagnostic {name.split('_diag-', 1)[1].split('_')[0]})"
+        corr = parts["corr"]
+        correction = f"{corr} ({parts['method']})" if corr else ""
+        thr = None if "_diag-" in name else map_threshold(result, name)
+        if thr is None:
+            threshold = ""
+        elif parts["datatype"] in ("p", "logp"):
+            threshold = f"p < {10**-thr:.3g}"
+        else:
+            threshold = f"|z| > {thr:.3f}"
+        rows.append(
+            {
+                "map": name,
+                "holds": holds,
+                "level": "cluster" if is_cluster_level(name) else "voxel",
+                "correction": correction,
+                "significance threshold": threshold,
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _img(png: bytes, alt: str, caption: str = "") -> str:
@@ -167,11 +228,12 @@ def render_report(
         "Created": _dt.datetime.now().isoformat(timespec="seconds"),
         "nimare_dask": versions.get("nimare_dask", ""),
     }
+    image_based = is_ibma(result)
     for i, ss in enumerate([s for s in (studyset, studyset2) if s is not None]):
         label = f"Group {i + 1}" if studyset2 is not None else "Input"
-        summary[label] = (
-            f"{len(np.unique(ss.study_ids))} studies, {len(ss)} analyses, "
-            f"{len(ss.coordinates)} foci"
+        what = "analyses (images)" if image_based else "analyses"
+        summary[label] = f"{len(np.unique(ss.study_ids))} studies, {len(ss)} {what}" + (
+            "" if image_based else f", {len(ss.coordinates)} foci"
         )
     parts.append("<h2>Summary</h2>")
     parts.append(_table_html(pd.DataFrame({"": list(summary), "value": list(summary.values())})))
@@ -180,7 +242,10 @@ def render_report(
     parts.append("<h2>Methods</h2>")
     parts.append(f"<p>{html.escape(_readable_citations(text))}</p>")
 
-    if studyset is not None:
+    parts.append("<h2>Maps</h2>")
+    parts.append(_table_html(map_table(result), max_rows=1000))
+
+    if studyset is not None and not image_based:
         parts.append("<h2>Coordinates</h2>")
         for i, ss in enumerate([s for s in (studyset, studyset2) if s is not None]):
             cap = f"{len(ss.coordinates)} foci of {len(np.unique(ss.study_ids))} studies"
@@ -199,9 +264,12 @@ def render_report(
             table = cluster_tables.get(name)
             thr = table.attrs.get("threshold") if table is not None else None
             if thr is None or parse_map_name(name)["datatype"] == "p":
-                thr = default_threshold(name)
+                thr = map_threshold(result, name)
             level = "cluster-level" if is_cluster_level(name) else "voxel-level"
-            caption = f"{name} thresholded at |z| > {thr:.3f} ({level})."
+            if thr is None:  # a scale without a conventional threshold: shown as it is
+                caption = f"{name}, unthresholded (no conventional threshold; {level})."
+            else:
+                caption = f"{name} thresholded at |z| > {thr:.3f} ({level})."
             parts.append(f"<h3>{html.escape(name)}</h3>")
             parts.append(_img(figures.plot_stat_map(result, name, threshold=thr), name, caption))
             if table is not None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from nimare_dask.meta.text import INPUTS_SENTENCE, sig
-from nimare_dask.reports.clusters import default_threshold, is_cluster_level
+from nimare_dask.reports.clusters import is_cluster_level, is_ibma, map_threshold, two_tailed_p
 from nimare_dask.results import MetaResult
 from nimare_dask.results.references import merge_bibtex, references_for
 from nimare_dask.studyset import Studyset
@@ -119,8 +119,8 @@ _WHICH = {
 }
 
 
-def _input_counts(ss: Studyset, which: int | None) -> str:
-    """The report's sentence on one input: studies, analyses, foci, participants."""
+def _input_counts(ss: Studyset, which: int | None, images: bool = False) -> str:
+    """The report's sentence on one input: studies, analyses, foci (or images), participants."""
     n_studies = len(np.unique(ss.study_ids))
     sizes = np.asarray(ss.sample_sizes, dtype=float)
     participants = (
@@ -128,13 +128,20 @@ def _input_counts(ss: Studyset, which: int | None) -> str:
         if np.isfinite(sizes).any()
         else ""
     )
+    if images:
+        return (
+            f"The {_WHICH[which]} comprised {n_studies} studies and {len(ss)} analyses "
+            f"(statistical images){participants}."
+        )
     return (
         f"The {_WHICH[which]} comprised {n_studies} studies, {len(ss)} analyses (experiments) "
         f"and {len(ss.coordinates)} foci{participants}."
     )
 
 
-def _merge_inputs(description: str, kernel: str, studysets: list[Studyset]) -> tuple[str, str]:
+def _merge_inputs(
+    description: str, kernel: str, studysets: list[Studyset], images: bool = False
+) -> tuple[str, str]:
     """Put the report's input sentences (and the kernel text) in the description.
 
     Each estimator states its input's size in one sentence
@@ -146,7 +153,10 @@ def _merge_inputs(description: str, kernel: str, studysets: list[Studyset]) -> t
     rest = []
     for i, ss in enumerate(studysets):
         which = None if len(studysets) == 1 else i + 1
-        sentence = _input_counts(ss, which)
+        sentence = _input_counts(ss, which, images)
+        if images:  # image-based estimators state the images they used; nothing to replace
+            rest.append(sentence)
+            continue
         n_foci, n_exps = int(ss.foci_counts().sum()), len(ss)
         for m in INPUTS_SENTENCE.finditer(description):
             if (
@@ -210,16 +220,23 @@ def _threshold_text(result: MetaResult) -> str:
         out.append(
             f"Cluster-level corrected z maps ({', '.join(cluster)}) hold, in every voxel of a "
             "cluster, the z value of the cluster's corrected p; thresholded at z > "
-            f"{sig(default_threshold(cluster[0]))} they show the clusters with one-sided "
+            f"{sig(map_threshold(result, cluster[0]))} they show the clusters with one-sided "
             "corrected p < 0.05."
         )
-    if voxel:
-        for name in voxel:
-            thr = default_threshold(name)
-            if thr < 1.7:
-                out.append(f"{name} is significant at z > {sig(thr)} (one-sided p < 0.05).")
-            else:
-                out.append(f"{name} is significant at |z| > {sig(thr)} (two-sided p < 0.05).")
+    tails = "two-sided" if two_tailed_p(result) else "one-sided"
+    for name in voxel:
+        thr = map_threshold(result, name)
+        if thr is None:
+            continue
+        if thr < 1.7:
+            out.append(f"{name} is significant at z > {sig(thr)} (one-sided p < 0.05).")
+        elif is_ibma(result) or "_method-montecarlo" in name:
+            out.append(
+                f"{name} is significant at |z| > {sig(thr)} (corrected {tails} p < 0.05; z is "
+                "the two-tailed conversion of the corrected p)."
+            )
+        else:
+            out.append(f"{name} is significant at |z| > {sig(thr)} (two-sided p < 0.05).")
     return " ".join(out)
 
 
@@ -272,7 +289,9 @@ def methods_text(
     """
     studysets = [s for s in (studyset, studyset2) if s is not None]
     kernel = _kernel_text(_estimator(result), studysets)
-    description, rest = _merge_inputs(result.description.strip(), kernel, studysets)
+    description, rest = _merge_inputs(
+        result.description.strip(), kernel, studysets, images=is_ibma(result)
+    )
     parts = [description, rest]
     parts.append(_seed_text(result))
     parts.append(_threshold_text(result))

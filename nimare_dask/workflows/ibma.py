@@ -1,21 +1,27 @@
 """NiMARE 0.22.1's ``IBMAWorkflow``: image-based meta-analysis, correction, diagnostics.
 
-The IBMA estimators live in :mod:`nimare_dask.meta.ibma`; they are imported when the workflow
-is fitted (``IBMAWorkflow(...)`` itself stores its arguments only), so this module imports
-whatever state that package is in.
+The IBMA estimators live in :mod:`nimare_dask.meta.ibma`. ``IBMAWorkflow(...)`` resolves the
+estimator, corrector and diagnostics as NiMARE does. ``fit`` derives missing
+input images, fits, corrects (default FDR, ``indep``) and runs the diagnostics (default
+Jackknife, ``target_threshold=voxel_thresh``) on every corrected ``z`` map, as NiMARE 0.22.1;
+with ``output_dir`` it writes NiMARE's files (maps, tables, ``boilerplate.txt``,
+``references.bib``).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import logging
 
 from nimare_dask.correct import FDRCorrector
 from nimare_dask.diagnostics import Jackknife
+from nimare_dask.meta.ibma import IBMAEstimator
 from nimare_dask.results import MetaResult
 from nimare_dask.studyset import Studyset
-from nimare_dask.workflows.base import Workflow, check_drop_invalid
+from nimare_dask.workflows.base import Workflow
 
 __all__ = ["IBMAWorkflow"]
+
+LGR = logging.getLogger(__name__)
 
 _OPTIONS = (
     "stouffers",
@@ -47,10 +53,16 @@ class IBMAWorkflow(Workflow):
 
     Notes
     -----
-    Missing input images (z, p, beta, varcope) are derived first with
-    ``nimare_dask.transforms.ImageTransformer``, as NiMARE does.
+    Missing input images (the estimator's: z; beta and varcope; t) are derived first with
+    :class:`nimare_dask.transforms.ImageTransformer`, as NiMARE does. The estimator, corrector
+    and diagnostics are resolved in the constructor (an unknown string raises there). With
+    ``corrector="montecarlo"`` (PermutedOLS) NiMARE runs the diagnostics only on ``_desc-mass``
+    maps, which PermutedOLS does not make: no diagnostics run, as in NiMARE.
     """
 
+    _estm_base = IBMAEstimator
+    _estm_options = _OPTIONS
+    _estm_default = "stouffers"
     _corr_options = ("montecarlo", "fdr", "bonferroni")
     _diag_options = ("jackknife",)
     _mcc_method = "indep"
@@ -58,61 +70,29 @@ class IBMAWorkflow(Workflow):
     _diag_default = Jackknife
     _checks_pairwise = False
 
-    def __init__(
-        self,
-        estimator=None,
-        corrector=None,
-        diagnostics=None,
-        voxel_thresh: float | None = 1.65,
-        cluster_threshold: int | None = 10,
-        output_dir: str | Path | None = None,
-        n_cores: int = 1,
-    ):
-        self._given = (estimator, corrector, diagnostics)
-        self.voxel_thresh = voxel_thresh
-        self.cluster_threshold = cluster_threshold
-        self.output_dir = output_dir
-        self.n_cores = n_cores
-        self.estimator = estimator
-        self.corrector = corrector
-        self.diagnostics = diagnostics
-
-    def _resolve(self) -> None:
-        from nimare_dask.meta import ibma
-
-        base = getattr(ibma, "IBMAEstimator", None)
-        if base is None:
-            raise ImportError("nimare_dask.meta.ibma does not define IBMAEstimator yet")
-        estimator, corrector, diagnostics = self._given
-        self._estm_base = base
-        self._estm_options = _OPTIONS
-        self._estm_default = "stouffers"
-        Workflow.__init__(
-            self,
-            estimator,
-            corrector,
-            diagnostics,
-            self.voxel_thresh,
-            self.cluster_threshold,
-            self.output_dir,
-            self.n_cores,
-        )
-
     def fit(self, dataset: Studyset, drop_invalid: bool = True) -> MetaResult:
         """Derive missing images, fit, correct and run the diagnostics (and write outputs).
+
+        Parameters
+        ----------
+        dataset : Studyset or path
+            Analyses with images (and sample sizes where the estimator needs them).
+        drop_invalid : bool, default=True
+            Passed to the estimator: drop analyses lacking a required image or sample size
+            (False: raise instead).
 
         Returns
         -------
         MetaResult
-            Eager.
+            Eager; the corrected maps, the diagnostics' tables and label maps.
         """
-        self._resolve()
-        if not drop_invalid:
-            check_drop_invalid(drop_invalid)  # IBMA: analyses without images are dropped
-        fields = getattr(self.estimator, "_image_input_fields", None)
-        if callable(fields):
-            from nimare_dask.transforms import ImageTransformer
+        from nimare_dask.transforms import ImageTransformer
 
-            dataset = ImageTransformer(target=list(fields().values())).transform(dataset)
-        result = self.estimator.fit(dataset)
-        return self._transform(result, {"studyset": dataset})
+        # NiMARE: ImageTransformer(target=estimator._image_input_fields().values())
+        targets = list(getattr(self.estimator, "_image_types", ()))
+        if targets:
+            dataset = ImageTransformer(target=targets).transform(dataset)
+        LGR.info("Performing meta-analysis...")
+        result = self.estimator.fit(dataset, drop_invalid=drop_invalid)
+        # the diagnostics refit on the analyses the estimator used (its inputs_, as NiMARE)
+        return self._transform(result, {"studyset": self.estimator.inputs_["studyset"]})
