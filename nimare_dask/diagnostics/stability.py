@@ -39,6 +39,7 @@ from nimare_dask.kernels.foci import shared
 from nimare_dask.meta.base import compute
 from nimare_dask.meta.cbma import ALE
 from nimare_dask.meta.cbma import _mc_numba as mc
+from nimare_dask.meta.cbma.balanced_kernels import AleUnion
 from nimare_dask.meta.cbma.chunkstats import ale_chunk_stats, per_chunk
 from nimare_dask.results import MetaResult
 from nimare_dask.stats.clusters import label_clusters, max_stats_of_supra, neighbours
@@ -194,25 +195,6 @@ def _sum_counts(parts) -> np.ndarray:
     return out
 
 
-def _ale_layout(kernel, grid, nsub, nfoci):
-    """Kernel boxes of the random datasets' studies (all ``n``; an iteration picks rows).
-
-    Returns ``(row_kid, extent, box_start, box, AleGrid)`` for
-    :func:`nimare_dask.meta.cbma._mc_numba.ale_accumulate` (boxes of float32
-    ``log1p(-MA)``, the arithmetic of :func:`_z_of_rows`).
-    """
-    n = len(nfoci)
-    rows = np.repeat(np.arange(n), nfoci)
-    plan = kernel._plan(np.zeros((len(rows), 3), np.int64), rows, n, grid, nsub)
-    bank = plan.bank
-    values = (bank.values.astype(np.float32) * np.float32(plan.scale)).astype(np.float32)
-    entry = np.log1p(-values).astype(np.float32)
-    extent = np.ascontiguousarray(bank.extent, dtype=np.int64).reshape(-1, 3)
-    box, box_start = mc.ale_boxes(bank.run_ptr, bank.runs, extent, entry)
-    g = mc.ale_grid(grid.shape, grid.column_segments, extent)
-    return plan.row_kid, extent, box_start, box, g
-
-
 @njit(nogil=True, cache=True)
 def _largest_good_cluster(acc, flagged, good, inv_step, nbrs, cl_scratch, idx_buf, val_buf):
     """Largest 6-connected cluster of voxels whose ALE ``float32(1 - exp(acc))`` falls in a
@@ -265,21 +247,10 @@ def _null_block(state, n_iter, null, kernel, grid, pool, nsub, nfoci, target_n, 
     rng.set_state(state)
     out = np.zeros(n_iter, dtype=np.int64)
     n = len(nfoci)
-    row_kid_all, extent, box_start, box, g = _ale_layout(kernel, grid, nsub, nfoci)
+    union = AleUnion(kernel, grid, nsub, nfoci)
     good, inv_step, bound = _good_bins(null, z_thr)
-    shape = np.asarray(grid.shape, dtype=np.int64)
     n_vox = grid.n_voxels
     acc = np.zeros(n_vox)
-    wx = int(2 * extent[:, 0].max(initial=0) + 1)
-    cells = int(((2 * extent[:, 0] + 1) * (2 * extent[:, 1] + 1)).max(initial=1))
-    ptr_all = np.concatenate([[0], np.cumsum(nfoci)]).astype(np.int64)
-    bufs = (
-        np.zeros(g.n_slots),
-        np.zeros(g.n_slots, dtype=np.float32),
-        np.empty(max(1, int(nfoci.sum())), dtype=np.int64),
-        np.empty((max(1, mc.ale_mixed_rows(ptr_all)), wx), dtype=np.uint64),
-        np.empty(max(1, mc.ALE_MANY_FOCI * cells), dtype=np.int64),
-    )
     starts = np.arange(0, n_vox, mc.CHUNK)
     cl_scratch = np.zeros(n_vox, dtype=np.int32)
     idx_buf = np.empty(n_vox, dtype=np.int64)
@@ -294,19 +265,13 @@ def _null_block(state, n_iter, null, kernel, grid, pool, nsub, nfoci, target_n, 
         # NiMARE draws one randint per study; the legacy 32-bit bounded draws carry nothing
         # between calls, so one call of the total size gives the same numbers
         ijk = pool[rng.randint(0, n_pool, size=int(foci.sum()))]
-        ptr = np.concatenate([[0], np.cumsum(foci)]).astype(np.int64)
-        kid = np.ascontiguousarray(row_kid_all[pick])
-        mc.ale_accumulate(
-            ijk, ptr, kid, extent, box_start, box, shape, g.rowtab, g.slab, g.slabs, *bufs
-        )
-        mc.ale_gather(bufs[0], g.segments, acc)
+        union(ijk, pick, acc)
         if bound > -np.inf:
             _, flagged = mc.scan_chunks(acc, starts, bound, True)
             if flagged.size:
                 out[it] = _largest_good_cluster(
                     acc, flagged, good, inv_step, nbrs, cl_scratch, idx_buf, val_buf
                 )
-        acc.fill(0.0)
     return out
 
 

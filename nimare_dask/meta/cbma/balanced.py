@@ -24,9 +24,11 @@ the Monte Carlo engine (:mod:`.balanced_blocks`).
 
 from __future__ import annotations
 
+import os
 from itertools import combinations
 from math import comb
 
+import dask
 import numpy as np
 
 from nimare_dask.kernels import ALEKernel
@@ -119,6 +121,9 @@ def subset_schedule(
     return [np.asarray(s, dtype=np.int32) for s in sorted(drawn)]
 
 
+#: Passes of at most this many units skip block-size calibration (see ``_small_pass_blocks``).
+_SMALL_PASS = 100
+
 _STREAMS = {
     "cluster": "balanced_cluster_null_group{}",
     "difference": "balanced_difference",
@@ -205,7 +210,8 @@ class BalancedALESubtraction(PairwiseCBMAEstimator):
         Analyses per chunk when the MA maps are built.
     block_size : int, optional
         Subsets or iterations per task of the probability-map and null passes (default:
-        calibrated, ~0.5 s per task); results do not depend on it.
+        calibrated, ~0.5 s per task; passes of at most 100 units on local threads: four tasks
+        per thread); results do not depend on it.
     progress : bool
         Show progress bars.
 
@@ -290,20 +296,41 @@ class BalancedALESubtraction(PairwiseCBMAEstimator):
     def _run(self, block, n_units, stream, seed, reducer="concat", block_size=-1):
         from nimare_dask.meta.cbma.fwe import run_null
 
+        block_size = self.block_size if block_size == -1 else block_size
+        if block_size is None:
+            block_size = self._small_pass_blocks(n_units)
         mc = run_null(
             block,
             n_units,
             stream=stream,
             name=stream.replace("_", "-") + "-block",
-            fingerprint=block.fingerprint(),
+            # identifies a checkpoint's inputs; these passes keep none (hashing the MA
+            # maps would cost more than a null iteration): block.fingerprint() if they do
+            fingerprint="",
             random_state=seed,
             reducer=reducer,
             n_cores=self.n_cores,
             progress=self.progress,
-            block_size=self.block_size if block_size == -1 else block_size,
+            block_size=block_size,
         )
         self.montecarlo_ = {**(getattr(self, "montecarlo_", None) or {}), stream: mc}
         return mc
+
+    def _small_pass_blocks(self, n_units: int) -> int | None:
+        """Units per block of a short pass on local threads: four blocks per thread.
+
+        Timing calibration runs (and discards) five units before the first block, a quarter
+        of a 20-iteration pass; passes of at most :data:`_SMALL_PASS` units are split without
+        it. None (calibrate) for longer passes or with a ``distributed`` client.
+        """
+        from nimare_dask.meta.cbma.fwe import _n_threads
+        from nimare_dask.montecarlo.backends import active_client
+
+        if n_units > _SMALL_PASS or active_client() is not None:
+            return None
+        threads = _n_threads(self.n_cores) or dask.config.get("num_workers", None)
+        threads = threads or os.cpu_count() or 1
+        return max(1, -(-int(n_units) // (4 * int(threads))))
 
     # ------------------------------------------------------------------ passes
     def _cluster_threshold(self, g: int, sizes: np.ndarray) -> float:

@@ -37,8 +37,13 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.stats import norm
 
-from nimare_dask.kernels import _numba as _knumba
-from nimare_dask.meta.cbma.chunkstats import _ale_bins
+from nimare_dask.meta.cbma.balanced_kernels import (
+    AleUnion,
+    RankRows,
+    Tabulator,
+    mean_prod,
+    rows_sum,
+)
 from nimare_dask.montecarlo import SeedInfo
 from nimare_dask.space import Grid
 from nimare_dask.stats.clusters import label_clusters, max_stats_of_supra, neighbours
@@ -63,117 +68,6 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------- kernels
-@numba.njit(cache=True, nogil=True)
-def _rows_sum(indptr, indices, data, n_cols, rows, out):
-    """``out[v] += sum_{r in rows} data[r, v]`` in the order of ``rows``."""
-    for q in range(rows.shape[0]):
-        r = rows[q]
-        for k in range(indptr[r], indptr[r + 1]):
-            out[indices[k]] += data[k]
-
-
-@numba.njit(cache=True, nogil=True)
-def _mean_prod_minus_one(indptr, indices, q, n_cols, rows):
-    """``mean_j [prod_{r in rows[j]} q[r, v] - 1]`` per column, touching only the voxels the
-    rows reach (the others add 0); subsets in order ``j``."""
-    n_sub = rows.shape[0]
-    acc = np.zeros(n_cols)
-    buf = np.ones(n_cols)
-    mark = np.zeros(n_cols, dtype=np.bool_)
-    touched = np.empty(n_cols, dtype=np.int64)
-    for j in range(n_sub):
-        nt = 0
-        for a in range(rows.shape[1]):
-            r = rows[j, a]
-            for k in range(indptr[r], indptr[r + 1]):
-                v = indices[k]
-                if not mark[v]:
-                    mark[v] = True
-                    touched[nt] = v
-                    nt += 1
-                buf[v] *= q[k]
-        for m in range(nt):
-            v = touched[m]
-            acc[v] += buf[v] - 1.0
-            buf[v] = 1.0
-            mark[v] = False
-    for v in range(n_cols):
-        acc[v] /= n_sub
-    return acc
-
-
-#: Bytes of the per-block products of :func:`_mean_prod_blocked` (kept in the L2 cache).
-_BLOCK_BYTES = 1 << 18
-
-
-@numba.njit(cache=True, nogil=True)
-def _mean_prod_blocked(indptr, indices, q, n_cols, prow, jptr, jlist, n_sub, width):
-    """:func:`_mean_prod_minus_one` for subsets whose members are listed in ascending group
-    position: the same products in the same order, voxel block by voxel block.
-
-    Position ``p`` of the group is matrix row ``prow[p]``; it belongs to the subsets
-    ``jlist[jptr[p]:jptr[p + 1]]``. For ``width`` voxels at a time the products of every
-    subset sit side by side (``buf[v, j]``, in cache); positions are visited in ascending
-    order, so each product multiplies its members' values in the order the row-wise loop
-    does. The mean adds ``buf - 1`` over the subsets in order, also for subsets that do not
-    reach the voxel (``+0.0``: the sum is unchanged).
-    """
-    n = prow.shape[0]
-    acc = np.zeros(n_cols)
-    buf = np.ones((width, n_sub))
-    touched = np.zeros(width, dtype=np.bool_)
-    cursor = np.empty(n, dtype=np.int64)
-    for p in range(n):
-        cursor[p] = indptr[prow[p]]
-    for c0 in range(0, n_cols, width):
-        c1 = min(n_cols, c0 + width)
-        for p in range(n):
-            r = prow[p]
-            k = cursor[p]
-            end = indptr[r + 1]
-            j0, j1 = jptr[p], jptr[p + 1]
-            while k < end and indices[k] < c1:
-                v = indices[k] - c0
-                qq = q[k]
-                touched[v] = True
-                for a in range(j0, j1):
-                    buf[v, jlist[a]] *= qq
-                k += 1
-            cursor[p] = k
-        for v in range(c1 - c0):
-            if not touched[v]:
-                continue
-            touched[v] = False
-            s = 0.0
-            for j in range(n_sub):
-                s += buf[v, j] - 1.0
-                buf[v, j] = 1.0
-            acc[c0 + v] = s
-    for v in range(n_cols):
-        acc[v] /= n_sub
-    return acc
-
-
-def _mean_prod(indptr, indices, q, n_cols, group_rows, positions):
-    """``mean_j [prod_{p in positions[j]} q[group_rows[p], v] - 1]`` per column (see
-    :func:`_mean_prod_minus_one`; blocked when every subset lists its positions ascending)."""
-    positions = np.asarray(positions, dtype=np.int64)
-    n_sub = positions.shape[0]
-    if n_sub == 0 or positions.shape[1] == 0 or np.any(np.diff(positions, axis=1) <= 0):
-        return _mean_prod_minus_one(indptr, indices, q, n_cols, group_rows[positions])
-    n = group_rows.size
-    jj = np.repeat(np.arange(n_sub, dtype=np.int64), positions.shape[1])
-    pp = positions.ravel()
-    order = np.argsort(pp, kind="stable")  # subsets ascending within each position
-    jlist = np.ascontiguousarray(jj[order])
-    jptr = np.concatenate([[0], np.cumsum(np.bincount(pp, minlength=n))]).astype(np.int64)
-    width = max(1, _BLOCK_BYTES // (8 * n_sub))
-    return _mean_prod_blocked(
-        indptr, indices, q, n_cols, np.asarray(group_rows, dtype=np.int64), jptr, jlist,
-        n_sub, width,
-    )  # fmt: skip
-
-
 def mean_subset_ale(log1m: sp.csr_matrix, group_rows: np.ndarray, subsets: np.ndarray):
     """Mean ALE over subsets of a group: ``mean_j [1 - prod_{i in S_j} (1 - MA_i)]``.
 
@@ -194,22 +88,29 @@ def mean_subset_ale(log1m: sp.csr_matrix, group_rows: np.ndarray, subsets: np.nd
         (``prod_S = prod_all / prod_complement``), so the work scales with the smaller side.
     """
     indptr, indices, data = log1m.indptr, log1m.indices, log1m.data
-    n_cols = log1m.shape[1]
+    return _mean_subset(indptr, indices, data, log1m.shape[1], group_rows, subsets)
+
+
+def _mean_subset(indptr, indices, data, n_cols, group_rows, subsets, key=None, q_inv=None):
+    """:func:`mean_subset_ale` on CSR parts; with ``key`` (:class:`.balanced_kernels.RankRows`)
+    the stored values are ``data[key - 1]`` and ``1 / (1 - MA)`` is ``q_inv[key - 1]``
+    (subsets larger than half the group only)."""
     group_rows = np.asarray(group_rows, dtype=np.int64)
     n, t = group_rows.size, subsets.shape[1]
     total = np.zeros(n_cols)
     if 2 * t <= n:
         q = np.exp(data)
-        return -_mean_prod(indptr, indices, q, n_cols, group_rows, subsets)
-    _rows_sum(indptr, indices, data, n_cols, group_rows, total)
+        return -mean_prod(indptr, indices, q, n_cols, group_rows, subsets)
+    rows_sum(indptr, indices, data, n_cols, group_rows, total, key)
     all_prod = np.exp(total)
     if t == n:  # every subset is the whole group
         return 1.0 - all_prod
     member = np.zeros((subsets.shape[0], n), dtype=bool)
     np.put_along_axis(member, subsets, True, axis=1)
     comp = np.nonzero(~member)[1].reshape(subsets.shape[0], n - t)
-    q_inv = np.exp(-data)  # 1 / (1 - MA)
-    mean_ratio = 1.0 + _mean_prod(indptr, indices, q_inv, n_cols, group_rows, comp)
+    if key is None:
+        q_inv = np.exp(-data)  # 1 / (1 - MA)
+    mean_ratio = 1.0 + mean_prod(indptr, indices, q_inv, n_cols, group_rows, comp, key)
     return 1.0 - all_prod * mean_ratio
 
 
@@ -240,15 +141,21 @@ class GroupMaps:
     row_max: np.ndarray
     n_foci: np.ndarray
     sample_sizes: np.ndarray
+    _digest: bytes | None = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
         return int(self.log1m.shape[0])
 
     def digest(self, h) -> None:
-        for arr in (self.log1m.indptr, self.log1m.indices, self.log1m.data, self.n_foci):
-            h.update(np.ascontiguousarray(arr).tobytes())
-        h.update(np.nan_to_num(self.sample_sizes, nan=-1).tobytes())
+        """Feed the group's identity to the hash ``h`` (hashed once per group)."""
+        if self._digest is None:
+            own = hashlib.sha256()
+            for arr in (self.log1m.indptr, self.log1m.indices, self.log1m.data, self.n_foci):
+                own.update(np.ascontiguousarray(arr).tobytes())
+            own.update(np.nan_to_num(self.sample_sizes, nan=-1).tobytes())
+            self._digest = own.digest()
+        h.update(self._digest)
 
 
 def log1m_csr(csr: sp.csr_matrix) -> sp.csr_matrix:
@@ -353,7 +260,7 @@ class ProbBlock:
         for subset in self.schedule[start:stop]:
             subset = np.asarray(subset, dtype=np.int64)
             log1m = np.zeros(n_vox)
-            _rows_sum(g.log1m.indptr, g.log1m.indices, g.log1m.data, n_vox, subset, log1m)
+            rows_sum(g.log1m.indptr, g.log1m.indices, g.log1m.data, n_vox, subset, log1m)
             stat = (1.0 - np.exp(log1m)).astype(np.float32)
             supra = subset_supra(stat, g.counts[subset], g.row_max[subset], n_vox, self.z_thr)
             if not supra.any():
@@ -390,7 +297,7 @@ class ClusterNullBlock:
         out = np.zeros(stop - start, dtype=np.int64)
         nbrs = np.ascontiguousarray(neighbours(self.grid), dtype=np.int32)
         scratch = np.zeros(self.grid.n_voxels, dtype=np.int32)
-        tab = _Tabulator(self.kernel, g, self.grid)
+        tab = Tabulator(self.kernel, self.grid, _null_sizes(g.sample_sizes), g.n_foci)
         for row, i in enumerate(range(start, stop)):
             rng = seed.rng(i)
             subset = rng.permutation(g.n)[: self.t] if self.t < g.n else np.arange(g.n)
@@ -400,119 +307,6 @@ class ClusterNullBlock:
             supra = subset_supra(stat, counts, row_max, self.grid.n_voxels, self.z_thr)
             out[row] = _largest_cluster(supra, nbrs, scratch)
         return {"max_size": out}
-
-
-class _Tabulator:
-    """``kernel.tabulate_block`` of a subset of a group's experiments (``log1p(-MA)`` summed
-    in row order, per-row 1e-5 histograms and maxima) on kernels prepared once for the whole
-    group: the subset's own call would rebuild a kernel bank for each new set of sample sizes.
-    Every value is looked up per distinct kernel value, so the outputs are those of
-    ``tabulate_block`` on the subset (its histograms keep the columns that call has)."""
-
-    def __init__(self, kernel, group: GroupMaps, grid: Grid):
-        n_foci = np.asarray(group.n_foci, dtype=np.int64)
-        rows = np.repeat(np.arange(group.n), n_foci)
-        plan = kernel._plan(
-            np.zeros((rows.size, 3), np.int64), rows, group.n, grid,
-            _null_sizes(group.sample_sizes),
-        )  # fmt: skip
-        bank = plan.bank
-        uniq, ranks = np.unique(bank.values, return_inverse=True)
-        vals = (uniq * plan.scale).astype(np.float32)
-        self.acc_table = np.asarray(np.log1p(-vals), dtype=np.float64)
-        self.bin_table = np.asarray(_ale_bins(vals), dtype=np.int64)
-        self.vals, self.ranks = vals, ranks.astype(np.int32)
-        entry_bin = self.bin_table[ranks]
-        self.kernel_top = np.array(
-            [
-                entry_bin[a:b].max(initial=0)
-                for a, b in zip(bank.starts[:-1], bank.starts[1:], strict=True)
-            ],
-            dtype=np.int64,
-        )
-        self.n_foci, self.row_kid, self.plan = n_foci, plan.row_kid, plan
-        self.spans = plan._spans()
-        self.n_bins = int(self.bin_table.max(initial=0)) + 1
-
-    def __call__(self, ijk: np.ndarray, subset: np.ndarray):
-        p = self.plan
-        n_foci = self.n_foci[subset]
-        ptr = np.concatenate([[0], np.cumsum(n_foci)]).astype(np.int64)
-        kid = np.ascontiguousarray(self.row_kid[subset])
-        _, seg_ptr, segs = p.segments
-        acc, counts, row_max = _knumba.tabulate_block(
-            np.ascontiguousarray(ijk, dtype=np.int64), ptr, kid, p.n_vox, self.ranks,
-            p.bank.run_ptr, p.bank.runs, p.shape, seg_ptr, segs, self.spans, self.acc_table,
-            self.bin_table, self.vals, self.n_bins,
-        )  # fmt: skip
-        # the subset's own bank holds only its experiments' kernels: its histograms end at
-        # their largest bin (the columns past it are zero here)
-        n_bins = int(self.kernel_top[kid[n_foci > 0]].max(initial=0)) + 1
-        return acc, counts[:, :n_bins], row_max
-
-
-class AleUnion:
-    """``sum_r log(1 - MA_r)`` of random-foci datasets without MA maps (numba slot loop of
-    :func:`nimare_dask.meta.cbma._mc_numba.ale_accumulate`), for datasets made of rows of a
-    fixed list of experiments (kernels prepared once for all of them).
-
-    The sum is bit for bit the row-order sum of float64(float32 ``log1p(-MA)``) that
-    :func:`_rows_sum` makes over :func:`log1m_csr` of the same rows.
-
-    Parameters
-    ----------
-    kernel : ALEKernel
-    grid : Grid
-    sample_sizes : numpy.ndarray
-        Per experiment, as the kernel takes them (NaN with a fixed-width kernel).
-    n_foci : numpy.ndarray
-        Per experiment.
-    """
-
-    def __init__(self, kernel, grid: Grid, sample_sizes, n_foci):
-        from nimare_dask.meta.cbma import _mc_numba as mc
-
-        n_foci = np.asarray(n_foci, dtype=np.int64)
-        n = n_foci.size
-        rows = np.repeat(np.arange(n), n_foci)
-        plan = kernel._plan(np.zeros((rows.size, 3), np.int64), rows, n, grid, sample_sizes)
-        bank = plan.bank
-        values = (bank.values.astype(np.float32) * np.float32(plan.scale)).astype(np.float32)
-        entry = np.log1p(-values).astype(np.float32)
-        self.extent = np.ascontiguousarray(bank.extent, dtype=np.int64).reshape(-1, 3)
-        self.box, self.box_start = mc.ale_boxes(bank.run_ptr, bank.runs, self.extent, entry)
-        self.g = mc.ale_grid(grid.shape, grid.column_segments, self.extent)
-        self.row_kid = plan.row_kid
-        self.n_foci = n_foci
-        self.shape = np.asarray(grid.shape, dtype=np.int64)
-        self.n_voxels = grid.n_voxels
-        ext = self.extent
-        wx = int(2 * ext[:, 0].max(initial=0) + 1)
-        cells = int(((2 * ext[:, 0] + 1) * (2 * ext[:, 1] + 1)).max(initial=1))
-        ptr = np.concatenate([[0], np.cumsum(n_foci)]).astype(np.int64)
-        self.buffers = (
-            np.zeros(self.g.n_slots),
-            np.zeros(self.g.n_slots, dtype=np.float32),
-            np.empty(max(1, int(n_foci.sum())), dtype=np.int64),
-            np.empty((max(1, mc.ale_mixed_rows(ptr)), wx), dtype=np.uint64),
-            np.empty(max(1, mc.ALE_MANY_FOCI * cells), dtype=np.int64),
-        )
-        self._mc = mc
-
-    def __call__(self, ijk: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None):
-        """The sum over experiments ``rows`` (in that order) with foci ``ijk`` (grouped by row,
-        in order) into ``out`` (zeroed; a new array when None). Returns ``out``."""
-        mc, g = self._mc, self.g
-        n_foci = self.n_foci[rows]
-        ptr = np.concatenate([[0], np.cumsum(n_foci)]).astype(np.int64)
-        kid = np.ascontiguousarray(self.row_kid[rows])
-        mc.ale_accumulate(
-            np.ascontiguousarray(ijk, dtype=np.int64), ptr, kid, self.extent, self.box_start,
-            self.box, self.shape, g.rowtab, g.slab, g.slabs, *self.buffers,
-        )  # fmt: skip
-        out = np.empty(self.n_voxels) if out is None else out
-        mc.ale_gather(self.buffers[0], g.segments, out)
-        return out
 
 
 def _kernel_id(kernel) -> bytes:
@@ -591,33 +385,45 @@ class DifferenceNullBlock:
         h.update(self.grid.fingerprint.encode())
         return h.hexdigest()[:24]
 
-    def _random_mean(self, g: GroupMaps, ijk, rows, subsets, union) -> np.ndarray:
-        """:func:`mean_subset_ale` of a random-foci version of group ``g``."""
-        if union is not None:
-            return 1.0 - np.exp(union(ijk, np.arange(g.n)))
+    def _layout(self, g: GroupMaps):
+        """How a random-foci version of ``g`` is computed (set up once per block): a union
+        when every subset is all of it, rows of value ranks when subsets are larger than half
+        of it (complements, in order), else None (sparse rows of values)."""
+        if self.null_method != "random-foci" or 2 * self.t <= g.n:
+            return None
+        sizes = _null_sizes(g.sample_sizes)
+        if self.t == g.n:
+            return AleUnion(self.kernel, self.grid, sizes, g.n_foci)
+        return RankRows(self.kernel, self.grid, sizes, g.n_foci)
+
+    def _random_mean(self, g: GroupMaps, ijk, rows, subsets, layout) -> np.ndarray:
+        """:func:`mean_subset_ale` of a random-foci version of group ``g`` (same bits)."""
+        order = np.arange(g.n)
+        if isinstance(layout, AleUnion):  # every subset is the whole group: no MA maps
+            return 1.0 - np.exp(layout(ijk, order))
+        n_vox = self.grid.n_voxels
+        if isinstance(layout, RankRows):
+            indptr, indices, key = layout(ijk, order)
+            return _mean_subset(
+                indptr, indices, layout.log1m, n_vox, order, subsets, key, layout.q_inv
+            )
         csr = self.kernel.csr_block(ijk, rows, g.n, self.grid, _null_sizes(g.sample_sizes))
-        return mean_subset_ale(log1m_csr(csr), np.arange(g.n), subsets)
+        return mean_subset_ale(log1m_csr(csr), order, subsets)
 
     def __call__(self, start: int, stop: int, seed: SeedInfo) -> dict[str, np.ndarray]:
         g1, g2 = self.groups
         lo = np.zeros(stop - start, dtype=np.float32)
         hi = np.zeros(stop - start, dtype=np.float32)
-        # a group whose subsets are all of it is one union: summed straight from its foci
-        unions = [
-            AleUnion(self.kernel, self.grid, _null_sizes(g.sample_sizes), g.n_foci)
-            if self.null_method == "random-foci" and self.t == g.n
-            else None
-            for g in self.groups
-        ]
+        layouts = [self._layout(g) for g in self.groups]
         for row, i in enumerate(range(start, stop)):
             rng = seed.rng(i)
             if self.null_method == "random-foci":
                 foci = [_random_foci(rng, self.pool, g.n_foci) for g in self.groups]
                 s1, s2 = draw_pairs(rng, g1.n, g2.n, self.t, self.d)
                 mean = [
-                    self._random_mean(g, ijk, rows, s, union)
-                    for g, (ijk, rows), s, union in zip(
-                        self.groups, foci, (s1, s2), unions, strict=True
+                    self._random_mean(g, ijk, rows, s, layout)
+                    for g, (ijk, rows), s, layout in zip(
+                        self.groups, foci, (s1, s2), layouts, strict=True
                     )
                 ]
             else:
