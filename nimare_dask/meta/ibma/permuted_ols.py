@@ -23,6 +23,7 @@ import numpy as np
 
 from nimare_dask.meta.base import compute
 from nimare_dask.meta.ibma._models import Groups, colsum
+from nimare_dask.meta.ibma._permute_numba import chunk_layout, ols_block_max, sign_patterns
 from nimare_dask.meta.ibma._stats import logp_map, t_to_nlogp, t_to_z
 from nimare_dask.meta.ibma.bags import iter_bags
 from nimare_dask.meta.ibma.base import _TOOL, MIN_STUDIES, IBMAEstimator, _make_context
@@ -30,6 +31,8 @@ from nimare_dask.meta.ibma.base import _TOOL, MIN_STUDIES, IBMAEstimator, _make_
 __all__ = ["PermutedOLS"]
 
 _STREAM = "correct_fwe_montecarlo"
+#: Largest default block of sign-flip iterations (see ``correct_fwe_montecarlo``).
+_BLOCK_MAX = 1000
 
 
 def _contributions(y: np.ndarray, blocks: np.ndarray, n: np.ndarray | None):
@@ -195,7 +198,11 @@ class PermutedOLS(IBMAEstimator):
         random_state : int, optional
             Seed (default: the estimator's ``random_state``).
         block_size : int, optional
-            Iterations per block (never changes a number).
+            Iterations per block (never changes a number). Default:
+            ``min(1000, ceil(n_iters / (4 * threads)))``: a block tabulates each voxel's
+            partial sums once for all its iterations, so blocks of hundreds of iterations
+            amortise that (the engine's timing-based calibration, fooled by the tabulation
+            cost of its one- and four-iteration probe blocks, would choose blocks of tens).
         checkpoint : path or zarr group, optional
             Resume an interrupted null from here (Monte Carlo engine checkpoints).
         progress : bool
@@ -232,12 +239,23 @@ class PermutedOLS(IBMAEstimator):
             for bag in bags:
                 signs = flips[:, bag["cols"]]
                 if bag["cr2"] is None:
-                    t = _ols_t(_signed_sums(signs, bag["contrib"]), bag["ss"][None, :], bag["m"])
+                    tmax = np.full(stop - start, -np.inf)
+                    starts, sizes = bag["layout"]
+                    ols_block_max(
+                        sign_patterns(signs, starts, sizes),
+                        bag["contrib"],
+                        bag["mss"],
+                        bag["m"],
+                        starts,
+                        sizes,
+                        two,
+                        tmax,
+                    )
                 else:
                     t = _cr2_t(signs, bag["cr2"])
-                if two:
-                    t = np.abs(t)
-                tmax = np.where(np.isnan(t), -np.inf, t).max(axis=1)
+                    if two:
+                        t = np.abs(t)
+                    tmax = np.where(np.isnan(t), -np.inf, t).max(axis=1)
                 prev = by_dof.get(bag["dof"])
                 by_dof[bag["dof"]] = tmax if prev is None else np.fmax(prev, tmax)
             h0 = np.full(stop - start, -np.inf)
@@ -249,6 +267,9 @@ class PermutedOLS(IBMAEstimator):
             return {"h0": h0}
 
         seed = self.random_state if random_state is None else random_state
+        if block_size is None:
+            threads = max(1, int(n_cores or self.n_jobs or 1))
+            block_size = max(1, min(_BLOCK_MAX, -(-int(n_iters) // (4 * threads))))
         run = run_blocks(
             block_fn,
             int(n_iters),
@@ -302,12 +323,14 @@ def _null_inputs(est: PermutedOLS, blocks: list[np.ndarray], ctx: dict) -> list[
             continue
         y = np.asarray(blocks[0][rows][:, cols], dtype=np.float64)
         contrib, gcols, q, _, dof = est._bag_model(y, rows, ctx)
+        m = contrib.shape[0]
         out.append(
             {
                 "cols": gcols,
-                "contrib": contrib,
-                "ss": colsum(contrib**2),
-                "m": contrib.shape[0],
+                "contrib": np.ascontiguousarray(contrib, dtype=np.float64),
+                "mss": m * colsum(contrib**2),
+                "m": m,
+                "layout": chunk_layout(m),
                 "cr2": None if q is None else _cr2_stats(contrib, q),
                 "dof": dof,
             }
