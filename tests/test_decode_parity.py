@@ -23,6 +23,7 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from _parity import assert_within_ulp
@@ -344,3 +345,29 @@ def test_correlation_distribution_decoder_matches_nimare(laird_with_maps):
     small = CorrelationDistributionDecoder(features=features, chunks=(4, 50_000)).fit(ours_ss)
     np.testing.assert_allclose(small.transform(img).to_numpy(), got.to_numpy(), rtol=1e-12)
     assert ours.results_.tables["correlation"] is got
+
+
+def test_decode_cli_distribution_matches_nimare(laird_with_maps, tmp_path):
+    """``nimare-dask decode --decoder distribution`` on a NIMADS JSON with study z maps gives
+    NiMARE's table (same tolerance as above: NiMARE correlates in float32)."""
+    from nimare.decode.continuous import CorrelationDistributionDecoder as Ref
+
+    from nimare_dask.cli import main
+
+    doc, ours_ss = laird_with_maps
+    features = ["Neurosynth_TFIDF__memory", "Neurosynth_TFIDF__reward"]
+    src = tmp_path / "doc.json"
+    src.write_text(json.dumps(doc))
+    rng = np.random.default_rng(4)
+    img = ours_ss.grid.to_image(rng.normal(0, 1, ours_ss.grid.n_voxels).astype(np.float32))
+    img_path = tmp_path / "map.nii.gz"
+    img.to_filename(img_path)
+    out = tmp_path / "table.tsv"
+    args = ["decode", str(src), str(img_path), "--decoder", "distribution", "--features",
+            *features, "--output", str(out), "--n-workers", "1"]  # fmt: skip
+    assert main(args) == 0
+    got = pd.read_csv(out, sep="\t", index_col="feature")
+    theirs = _quiet(_nimare_fit(Ref, doc, features=features).transform, img)
+    np.testing.assert_allclose(
+        got[["mean", "std"]].to_numpy(), theirs.loc[got.index].to_numpy(float), atol=1e-5
+    )
