@@ -89,21 +89,30 @@ def test_readme_has_python_blocks_with_known_needs():
     assert not unknown, f"unknown '# needs:' markers {unknown}; known: database, {NEVER}"
 
 
-def test_readme_blocks_run(sample_dir):
-    _run_blocks(sample_dir, {None})
+def _fresh(sample_dir: Path, tmp_path: Path) -> Path:
+    """A new folder holding the sample files: each run starts as a new user's would (blocks
+    write outputs such as ``images.zarr`` that a second run must not find)."""
+    folder = tmp_path / "readme"
+    shutil.copytree(sample_dir, folder)
+    return folder
+
+
+def test_readme_blocks_run(sample_dir, tmp_path):
+    _run_blocks(_fresh(sample_dir, tmp_path), {None})
 
 
 @pytest.mark.database
-def test_readme_database_blocks_run(sample_dir, shared_data):
+def test_readme_database_blocks_run(sample_dir, shared_data, tmp_path):
     from nimare_dask.io import convert_neurosynth_to_studyset
 
+    folder = _fresh(sample_dir, tmp_path)
     src = shared_data / "neurosynth-v7"
     ns = "data-neurosynth_version-7"
-    store = sample_dir / "storage" / "neurosynth-v7-LDA50.zarr"
+    store = folder / "storage" / "neurosynth-v7-LDA50.zarr"
     if not store.exists():
         convert_neurosynth_to_studyset(
             src / f"{ns}_coordinates.tsv.gz",
             src / f"{ns}_metadata.tsv.gz",
             src / f"{ns}_vocab-LDA50_source-abstract_type-weight_features.npz",
         ).to_zarr(store)
-    _run_blocks(sample_dir, {None, "database"})
+    _run_blocks(folder, {None, "database"})
