@@ -253,7 +253,12 @@ def test_run_reports_writes_html(pain_studyset, tmp_path):
     assert other.name == "x.html"
 
 
-def test_ibma_workflow_defers_to_meta_ibma():
-    """Constructing stores the arguments only (meta.ibma is imported by fit)."""
-    wf = IBMAWorkflow(estimator="stouffers", corrector="fdr", output_dir=None)
-    assert wf.estimator == "stouffers" and wf.voxel_thresh == 1.65
+def test_ibma_workflow_resolves_its_parts_as_nimare():
+    """As NiMARE's, the constructor turns names into objects (fits: tests/test_ibma_workflow.py)."""
+    from nimare.workflows import IBMAWorkflow as NiIBMAWorkflow
+
+    ours = IBMAWorkflow(estimator="stouffers", corrector="fdr", output_dir=None)
+    ref = NiIBMAWorkflow(estimator="stouffers", corrector="fdr", output_dir=None)
+    assert type(ours.estimator).__name__ == type(ref.estimator).__name__ == "Stouffers"
+    assert type(ours.corrector).__name__ == type(ref.corrector).__name__ == "FDRCorrector"
+    assert ours.voxel_thresh == ref.voxel_thresh == 1.65
