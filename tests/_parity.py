@@ -73,3 +73,17 @@ def assert_sparse_within_ulp(ours, theirs, maxulp: int = 1, *, err_msg: str = ""
         out[np.searchsorted(union, k)] = v
         dense.append(out)
     assert_within_ulp(dense[0], dense[1], maxulp, err_msg=err_msg)
+
+
+def quiet(fn, *args, **kwargs):
+    """Call ``fn`` (usually NiMARE, the oracle) with its warnings and log messages silenced."""
+    import logging
+    import warnings
+
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
+    finally:
+        logging.disable(logging.NOTSET)

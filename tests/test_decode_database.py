@@ -11,13 +11,12 @@ BrainMap decoder columns rtol 1e-9 (same float64 closed forms).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 from _parity import assert_within_ulp
+from _parity import quiet as _quiet
 
 from nimare_dask import open_studyset
 from nimare_dask.decode import BrainMapDecoder, CorrelationDecoder, NeurosynthDecoder
@@ -38,12 +37,6 @@ TOPICS = [
 ]
 R_ATOL = 1e-5
 RTOL = 1e-9
-
-
-def _quiet(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
 
 
 def _topic_columns(folder) -> tuple[list[str], list[int]]:

@@ -14,6 +14,7 @@ import nimare  # noqa: F401 (the oracle, a test dependency)
 import numpy as np
 import pandas as pd
 import pytest
+from _parity import quiet as _quiet
 
 from nimare_dask import Studyset
 from nimare_dask.decode import (
@@ -47,12 +48,6 @@ def nimare_laird(laird_json):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return NiMAREStudyset(str(laird_json))
-
-
-def _quiet(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
 
 
 def _assert_frames(ours: pd.DataFrame, theirs: pd.DataFrame, columns):

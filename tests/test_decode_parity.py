@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import copy
 import json
-import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 from _parity import assert_within_ulp
+from _parity import quiet as _quiet
 
 from nimare_dask import Studyset
 from nimare_dask.decode import CorrelationDecoder, NeurosynthDecoder
@@ -39,12 +39,6 @@ R_ATOL_ROI = 1e-6
 RTOL = 1e-9
 NQ = "data-neuroquery_version-1"
 NS = "data-neurosynth_version-7"
-
-
-def _quiet(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
 
 
 def _with_unannotated(ss: Studyset, ids) -> Studyset:

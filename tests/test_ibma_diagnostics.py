@@ -4,29 +4,17 @@ regions, a small 4 mm box grid)."""
 
 from __future__ import annotations
 
-import logging
-import warnings
-
 import numpy as np
 import pandas as pd
 import pytest
 from _ibma_data import simulate
+from _parity import quiet as _quiet
 
 from nimare_dask.correct import FDRCorrector, FWECorrector
 from nimare_dask.diagnostics import FocusCounter, Jackknife
 from nimare_dask.meta import ibma
 
 ESTIMATORS = ("DerSimonianLaird", "Stouffers")
-
-
-def _quiet(fn, *args, **kwargs):
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fn(*args, **kwargs)
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 @pytest.fixture(scope="module")

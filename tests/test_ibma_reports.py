@@ -4,18 +4,17 @@ and ``nimare-dask ibma`` writing them."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
 import subprocess
-import warnings
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from _ibma_data import simulate
+from _parity import quiet as _quiet
 from nilearn.reporting import get_clusters_table
 from scipy import stats
 
@@ -32,16 +31,6 @@ from nimare_dask.results import MetaResult
 Z_TWO_001 = float(stats.norm.isf(0.0005))  # 3.2905: two-sided p < 0.001
 Z_ONE_001 = float(stats.norm.isf(0.001))  # 3.0902: one-sided p < 0.001
 Z_TWO_05 = float(stats.norm.isf(0.025))  # 1.9600: two-sided p < 0.05
-
-
-def _quiet(fn, *args, **kwargs):
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fn(*args, **kwargs)
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 @pytest.fixture(scope="module")

@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import warnings
-
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from _ibma_data import simulate
+from _parity import quiet as _quiet
 
 from nimare_dask.correct import FDRCorrector, FWECorrector
 from nimare_dask.diagnostics import Jackknife
 from nimare_dask.meta import ibma
 from nimare_dask.workflows import IBMAWorkflow
-
-
-def _quiet(fn, *args, **kwargs):
-    logging.disable(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return fn(*args, **kwargs)
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 @pytest.fixture(scope="module")

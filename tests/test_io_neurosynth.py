@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from _parity import quiet as _quiet
 
 from nimare_dask import open_studyset
 from nimare_dask.io import (
@@ -32,12 +33,6 @@ NQ = "data-neuroquery_version-1"
 ATOL_MM = 1e-6
 # Annotations are stored as float32 (NiMARE keeps float64): relative float32 precision.
 RTOL_F32 = 1e-6
-
-
-def _quiet(fn, *args, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return fn(*args, **kwargs)
 
 
 def _compare(ours, theirs, labels=True):
